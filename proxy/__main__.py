@@ -1,0 +1,5 @@
+"""``python -m proxy`` runs the same entry point as the ``websockify`` console script."""
+
+from proxy.cli import main
+
+raise SystemExit(main())

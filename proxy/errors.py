@@ -1,0 +1,59 @@
+"""The exceptions this package raises on purpose (STYLE.md §8.4).
+
+Rule: every error knows its response. A ``HandshakeError`` carries the HTTP status and
+reason to answer with, a ``ConfigError`` the usage-error message (exit 2), a
+``StartupError`` the exit status. OSError stays OSError and is a normal disconnect at the
+relay boundary. This module imports nothing from the rest of the package.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from http import HTTPStatus
+
+
+class ProxyError(Exception):
+    """Base class for errors this package raises on purpose."""
+
+
+class ConfigError(ProxyError):
+    """Invalid command line or configuration; cli reports it as a usage error (exit 2)."""
+
+
+class StartupError(ProxyError):
+    """The server cannot start (listen failed, plugin missing, ...); cli exits with ``status``."""
+
+    def __init__(self, message: str, status: int = 1) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class HandshakeError(ProxyError):
+    """Reject an HTTP request with ``status``; ``reason`` becomes the reason phrase.
+
+    websockify puts its exception text in the status line (spec §4.2), so the reason is
+    user-visible and fixed by the spec for the checks it shares with websockify.
+    """
+
+    def __init__(
+        self,
+        status: HTTPStatus | int,
+        reason: str | None = None,
+        headers: Sequence[tuple[str, str]] = (),
+    ) -> None:
+        self.status = HTTPStatus(status)
+        self.reason = reason
+        self.headers = tuple(headers)
+        super().__init__(f"{self.status.value} {reason or self.status.phrase}")
+
+
+class RequestTimeout(ProxyError):
+    """The HTTP request did not arrive completely within the handshake deadline.
+
+    Deliberately not a TimeoutError: http.server swallows those with its own log line,
+    and we answer 408 instead (websockify has no deadline after the first byte, §13.8).
+    """
+
+
+class TargetError(ProxyError):
+    """The target could not be reached after the 101 (close 1011, spec §5.3)."""

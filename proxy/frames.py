@@ -1,0 +1,223 @@
+"""Frame policy: what the relay does with each wsproto event from the client.
+
+Pure: ``ClientStream`` turns bytes from the client into bytes for the target and bytes
+for the client (pongs, close frames) and decides when the session closes. It never
+touches a socket; ``relay`` moves the bytes. The close codes and reason strings
+websockify emits (spec §5.5, typos included) live here and nowhere else.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import enum
+import re
+from dataclasses import dataclass, field
+
+from wsproto import WSConnection
+from wsproto.connection import ConnectionState
+from wsproto.events import BytesMessage, CloseConnection, Event, Message, Ping, TextMessage
+
+from proxy.settings import TextFrames
+
+# Close reasons fixed by websockify 0.13.0 (spec §5.5), verbatim.
+TARGET_CLOSED = "Target closed"
+CONNECT_FAILED = "Failed to connect to downstream server"
+TEXT_UNSUPPORTED = "Unsupported: Text frames are not supported"
+FRAME_NOT_MASKED = "Procotol error: Frame not masked"
+UNEXPECTED_CONTINUATION = "Procotol error: Unexpected continuation frame"
+UNEXPECTED_NEW_FRAME = "Procotol error: Unexpected new frame"
+INVALID_UTF8_IN_CLOSE = "Procotol error: Invalid UTF-8 in close"
+UNKNOWN_OPCODE = "Unsupported: Unknown opcode 0x%02x"
+# Ours, for conditions websockify does not detect.
+MESSAGE_TOO_BIG = "Message too big"
+INVALID_BASE64 = "Invalid base64 data"
+
+NORMAL = 1000
+PROTOCOL_ERROR = 1002
+UNSUPPORTED_DATA = 1003
+ABNORMAL = 1006
+INVALID_DATA = 1007
+TOO_BIG = 1009
+INTERNAL_ERROR = 1011
+
+_INVALID_OPCODE = re.compile(r"Invalid opcode (0x[0-9a-fA-F]+)")
+
+
+class DataMode(enum.Enum):
+    """How payload travels between client and target, chosen by the subprotocol (§4.4)."""
+
+    #: Binary frames both ways (websockify's only mode since 0.9).
+    BINARY = "binary"
+    #: Legacy ``base64`` subprotocol: base64 text frames both ways.
+    BASE64 = "base64"
+
+
+@dataclass(frozen=True)
+class CloseInfo:
+    """How a session ended: the close code and reason, and who started the close."""
+
+    code: int
+    reason: str
+    by_client: bool
+
+
+@dataclass
+class Output:
+    """Bytes produced by feeding client data to a ``ClientStream``."""
+
+    to_target: bytearray = field(default_factory=bytearray)
+    to_client: bytearray = field(default_factory=bytearray)
+    #: Complete data messages decoded from the client (for ``--traffic``).
+    messages: int = 0
+
+
+def protocol_error(code: int, reason: str) -> tuple[int, str]:
+    """Map a wsproto parse failure to the RFC code and websockify's text where it has one.
+
+    RFC 6455 codes win over websockify's (it answers some violations with 1003, §13.3);
+    the reason keeps websockify's wording so clients matching on it still match (§13.22).
+    """
+    if reason == "server received unexpected unmasked frame":
+        return PROTOCOL_ERROR, FRAME_NOT_MASKED
+    if reason == "unexpected CONTINUATION":
+        return PROTOCOL_ERROR, UNEXPECTED_CONTINUATION
+    if reason.startswith("expected CONTINUATION"):
+        return PROTOCOL_ERROR, UNEXPECTED_NEW_FRAME
+    if reason.startswith("Error decoding CLOSE reason"):
+        return INVALID_DATA, INVALID_UTF8_IN_CLOSE
+    match = _INVALID_OPCODE.fullmatch(reason)
+    if match:
+        return PROTOCOL_ERROR, UNKNOWN_OPCODE % int(match.group(1), 16)
+    return code, reason
+
+
+class ClientStream:
+    """The client's side of one WebSocket session, as the relay sees it.
+
+    Binary chunks go to the target as they arrive (never reassembled); text messages are
+    held until complete so that no partial or invalid UTF-8 reaches the target.
+    """
+
+    def __init__(
+        self,
+        ws: WSConnection,
+        mode: DataMode = DataMode.BINARY,
+        text_frames: TextFrames = TextFrames.ACCEPT,
+        max_message_size: int = 64 * 1024 * 1024,
+    ) -> None:
+        assert ws.state is ConnectionState.OPEN
+        self._ws = ws
+        self._mode = mode
+        self._text_frames = text_frames
+        self._max_message_size = max_message_size
+        self._message_size = 0
+        self._text = bytearray()
+        # After a parse failure wsproto's parser is finished: later bytes are dropped.
+        self._parser_alive = True
+        #: Set once a Close was sent or received (or the client vanished).
+        self.close_info: CloseInfo | None = None
+
+    @property
+    def finished(self) -> bool:
+        """True once both Close frames were exchanged or the client's TCP stream ended."""
+        return self._ws.state is ConnectionState.CLOSED
+
+    def receive(self, data: bytes | None) -> Output:
+        """Feed bytes read from the client (None at EOF) and return what they produce."""
+        out = Output()
+        if self._ws.state is ConnectionState.CLOSED:
+            return out
+        if data is not None and not self._parser_alive:
+            return out
+        self._ws.receive_data(data)
+        for event in self._ws.events():
+            self._dispatch(event, out)
+        return out
+
+    def send_data(self, data: bytes) -> bytes:
+        """Frame bytes read from the target; dropped once the session is closing."""
+        if self._ws.state is not ConnectionState.OPEN:
+            return b""
+        if self._mode is DataMode.BASE64:
+            return self._ws.send(Message(data=base64.b64encode(data).decode("ascii")))
+        return self._ws.send(Message(data=data))
+
+    def ping(self) -> bytes:
+        """An empty ping (``--heartbeat``, spec §5.4)."""
+        if self._ws.state is not ConnectionState.OPEN:
+            return b""
+        return self._ws.send(Ping())
+
+    def close(self, code: int, reason: str) -> bytes:
+        """Start closing from our side; a no-op when a close is already under way."""
+        if self._ws.state is not ConnectionState.OPEN:
+            return b""
+        if self.close_info is None:
+            self.close_info = CloseInfo(code, reason, by_client=False)
+        return self._ws.send(CloseConnection(code=code, reason=reason))
+
+    def _dispatch(self, event: Event, out: Output) -> None:
+        if isinstance(event, CloseConnection):
+            self._on_close(event, out)
+        elif self.close_info is not None:
+            return  # data after a Close is discarded (websockify forwarded it, §13.17)
+        elif isinstance(event, BytesMessage):
+            self._on_bytes(event, out)
+        elif isinstance(event, TextMessage):
+            self._on_text(event, out)
+        elif isinstance(event, Ping):
+            out.to_client += self._ws.send(event.response())
+        # Pong: ignored, as websockify does (spec §5.4).
+
+    def _on_close(self, event: CloseConnection, out: Output) -> None:
+        state = self._ws.state
+        if state is ConnectionState.REMOTE_CLOSING:
+            # RFC 6455 §5.5.1: echo the code and reason (empty payload when none was given).
+            out.to_client += self._ws.send(event.response())
+            if self.close_info is None:
+                self.close_info = CloseInfo(event.code, event.reason or "", by_client=True)
+        elif state is ConnectionState.OPEN:
+            # wsproto reports a protocol violation as a CloseConnection it expects us to send.
+            self._parser_alive = False
+            out.to_client += self.close(*protocol_error(event.code, event.reason or ""))
+        elif self.close_info is None:
+            # EOF without a Close frame (1006), or the reply to a close we started.
+            self.close_info = CloseInfo(event.code, event.reason or "", by_client=True)
+
+    def _grow(self, size: int, finished: bool, out: Output) -> bool:
+        """Account for a chunk of the current message; False (and close 1009) if too big."""
+        self._message_size += size
+        if self._message_size > self._max_message_size:
+            out.to_client += self.close(TOO_BIG, MESSAGE_TOO_BIG)
+            return False
+        if finished:
+            self._message_size = 0
+            out.messages += 1
+        return True
+
+    def _on_bytes(self, event: BytesMessage, out: Output) -> None:
+        if self._grow(len(event.data), event.message_finished, out):
+            out.to_target += event.data
+
+    def _on_text(self, event: TextMessage, out: Output) -> None:
+        if self._mode is DataMode.BINARY and self._text_frames is TextFrames.REJECT:
+            out.to_client += self.close(UNSUPPORTED_DATA, TEXT_UNSUPPORTED)
+            return
+        # wsproto decodes incrementally: each chunk holds whole code points, so the
+        # encoded size is exact and an invalid sequence closes 1007 before we forward.
+        chunk = event.data.encode("utf-8")
+        if not self._grow(len(chunk), event.message_finished, out):
+            return
+        self._text += chunk
+        if not event.message_finished:
+            return
+        text, self._text = bytes(self._text), bytearray()
+        if self._mode is DataMode.BINARY:
+            out.to_target += text
+            return
+        try:
+            out.to_target += base64.b64decode(text, validate=True)
+        except (binascii.Error, ValueError):
+            out.messages -= 1
+            out.to_client += self.close(INVALID_DATA, INVALID_BASE64)

@@ -1,0 +1,154 @@
+"""One connection: parse HTTP with ``http.server``, upgrade, connect the target, relay.
+
+Everything per-connection lives on the handler instance, never on the server (§8.1).
+The one mapping from ``HandshakeError`` to an HTTP answer is ``_reject``; the one
+catch-all is ``ProxyServer.handle_error``.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+from http import HTTPStatus
+from http.server import BaseHTTPRequestHandler
+from typing import TYPE_CHECKING, Any
+
+from proxy import handshake
+from proxy.errors import HandshakeError, RequestTimeout, TargetError
+from proxy.frames import CONNECT_FAILED, INTERNAL_ERROR, TARGET_CLOSED, ClientStream, CloseInfo
+from proxy.httpio import RequestReader, SocketWriter
+from proxy.relay import Limits, Relay, close_session
+from proxy.targets import open_target, tune_tcp
+
+if TYPE_CHECKING:
+    from proxy.server import ProxyServer
+
+log = logging.getLogger(__name__)
+
+# Control characters are escaped in logged request data, as http.server does since 3.11.
+_CONTROL_CHARS = {c: rf"\x{c:02x}" for c in (*range(0x20), *range(0x7F, 0xA0))}
+
+
+class ProxyRequestHandler(BaseHTTPRequestHandler):
+    """http.server handler that upgrades WebSocket requests and relays them."""
+
+    server: ProxyServer
+    rfile: RequestReader  # type: ignore[assignment]
+    wfile: SocketWriter  # type: ignore[assignment]
+    protocol_version = "HTTP/1.1"
+    # With sys_version this gives "Server: WebSockify Python/3.x.y", as websockify (§4.1).
+    server_version = "WebSockify"
+
+    def setup(self) -> None:
+        self.settings = self.server.settings
+        self.connection = self.request
+        self.rfile = RequestReader(self.request)
+        self.wfile = SocketWriter(self.request, self.settings.request_timeout)
+        tune_tcp(self.request)
+
+    def finish(self) -> None:
+        """The socket itself is shut down and closed by ``ProxyServer.shutdown_request``."""
+
+    def handle_one_request(self) -> None:
+        # websockify waits 3 s for the first byte, then closes silently (spec §4.1).
+        if not self.rfile.wait_first_byte(self.settings.first_byte_timeout):
+            self.close_connection = True
+            return
+        self.rfile.start_request(self.settings.request_timeout)
+        # send_error needs these even when the request line never arrived.
+        self.command, self.requestline, self.request_version = "", "", "HTTP/1.1"
+        try:
+            super().handle_one_request()
+        except RequestTimeout:
+            self.close_connection = True
+            self.send_error(HTTPStatus.REQUEST_TIMEOUT)
+
+    def do_GET(self) -> None:
+        if not handshake.is_upgrade(self.headers):
+            # No --web: websockify answers every plain GET with 405 (spec §4.2).
+            self.send_error(HTTPStatus.METHOD_NOT_ALLOWED)
+            return
+        self.close_connection = True
+        try:
+            upgrade = handshake.check_upgrade(self.headers)
+            ws, response = handshake.accept(upgrade, self._standard_headers())
+        except HandshakeError as exc:
+            self._reject(exc)
+            return
+        self.wfile.write(response)
+        self.log_request(HTTPStatus.SWITCHING_PROTOCOLS)
+        client = self.address_string()
+        self.log_message("%s: Plain non-SSL (ws://) WebSocket connection", client)
+        if self.path != "/":
+            self.log_message("%s: Path: '%s'", client, self.path)
+        stream = ClientStream(
+            ws, upgrade.mode, self.settings.text_frames, self.settings.max_message_size
+        )
+        self._proxy(stream)
+
+    def do_HEAD(self) -> None:
+        self.send_error(HTTPStatus.METHOD_NOT_ALLOWED)
+
+    # Other methods have no do_X: http.server answers "501 Unsupported method ('POST')",
+    # which is 0.13.0's answer (spec §4.2, §14).
+
+    def _standard_headers(self) -> list[tuple[str, str]]:
+        return [("Server", self.version_string()), ("Date", self.date_time_string())]
+
+    def _reject(self, exc: HandshakeError) -> None:
+        """The one place a HandshakeError becomes an HTTP answer."""
+        self.send_error(exc.status, exc.reason)
+
+    def _proxy(self, stream: ClientStream) -> None:
+        """Connect the target after the 101 (spec §4.3 step 5) and relay until closed."""
+        s = self.settings
+        self.log_message("connecting to: %s:%s", s.target_host, s.target_port)
+        limits = Limits(s.high_water, s.recv_size, s.heartbeat, s.close_timeout)
+        try:
+            target = open_target(s.target_host, s.target_port, s.connect_timeout)
+        except TargetError as exc:
+            self.log_message("Failed to connect to %s:%s: %s", s.target_host, s.target_port, exc)
+            close_session(self.request, stream, INTERNAL_ERROR, CONNECT_FAILED, limits)
+            return
+        try:
+            info = Relay(self.request, target, stream, limits).run(self.rfile.take_buffered())
+        finally:
+            _close(target)
+        self._log_close(info)
+
+    def _log_close(self, info: CloseInfo) -> None:
+        target = self.settings.target_display
+        if info.by_client:
+            self.log_verbose("%s: Client closed connection", target)
+        elif info.reason == TARGET_CLOSED:
+            self.log_verbose("%s: Target closed connection", target)
+        self.log_verbose("%s: Closed target", target)
+
+    # -- logging: http.server's format, through the logging module (spec §3.1) ---------
+
+    def log_message(self, format: str, *args: Any) -> None:
+        self._log(logging.INFO, format, *args)
+
+    def log_verbose(self, format: str, *args: Any) -> None:
+        self._log(logging.DEBUG, format, *args)
+
+    def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
+        """The request line is only logged with -v, as websockify does (spec §3.3)."""
+        if isinstance(code, HTTPStatus):
+            code = code.value
+        self.log_verbose('"%s" %s %s', self.requestline, code, size)
+
+    def _log(self, level: int, format: str, *args: Any) -> None:
+        if log.isEnabledFor(level):
+            message = (format % args).translate(_CONTROL_CHARS)
+            log.log(level, "%s - - [%s] %s", self.address_string(), self.log_date_time_string(),
+                    message)
+
+
+def _close(sock: socket.socket) -> None:
+    """Shut down, then close: shutdown() is what wakes a thread blocked in recv()."""
+    try:
+        sock.shutdown(socket.SHUT_RDWR)
+    except OSError:
+        pass
+    sock.close()

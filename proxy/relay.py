@@ -1,0 +1,270 @@
+"""The per-connection relay: one ``selectors`` loop moving bytes between client and target.
+
+Rules: relay moves bytes; it never parses HTTP, never decides frame policy (that is
+``frames.ClientStream``) and never sets socket options (``targets`` does), so it runs
+unchanged over the AF_UNIX socketpairs of the unit tests.
+
+Backpressure (STYLE.md §8.1 rule 7): each direction has a buffer with a high-water mark;
+while the buffer towards one side is at the mark, the other side is not read, so a peer
+that does not read stalls its sender through TCP instead of growing our memory.
+websockify reads both sides unconditionally and blocks in sendall (spec §6, §13.7).
+"""
+
+from __future__ import annotations
+
+import selectors
+import socket
+import ssl
+import time
+from dataclasses import dataclass
+
+from proxy.frames import ABNORMAL, NORMAL, TARGET_CLOSED, ClientStream, CloseInfo
+
+_R = selectors.EVENT_READ
+_W = selectors.EVENT_WRITE
+#: Exceptions meaning "try again when the selector says so", not a failure.
+_WOULD_BLOCK = (BlockingIOError, InterruptedError, ssl.SSLWantReadError, ssl.SSLWantWriteError)
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Bounds of one relay; see ``proxy.settings`` for the defaults and their reasons."""
+
+    high_water: int = 256 * 1024  # bytes per direction
+    recv_size: int = 64 * 1024  # bytes per recv()
+    heartbeat: float = 0.0  # seconds between pings; 0 = off
+    close_timeout: float = 5.0  # seconds to flush and exchange Close frames
+
+
+def _recv(sock: socket.socket, size: int) -> bytes | None:
+    """One read; b"" at EOF, None when nothing is there yet. OSError propagates."""
+    try:
+        data = sock.recv(size)
+        # TLS: decrypted bytes can wait in the SSL object without the fd being readable.
+        while data and isinstance(sock, ssl.SSLSocket) and sock.pending():
+            data += sock.recv(size)
+    except _WOULD_BLOCK:
+        return None
+    return data
+
+
+def _send(sock: socket.socket, buffer: bytearray) -> None:
+    """Write what the socket takes now and drop it from ``buffer``. OSError propagates."""
+    try:
+        sent = sock.send(buffer)
+    except _WOULD_BLOCK:
+        return
+    del buffer[:sent]
+
+
+class Relay:
+    """Relay one upgraded connection until it closes; ``run()`` returns how it ended.
+
+    Both sockets are owned by the caller, who closes them after ``run()`` returns.
+    """
+
+    def __init__(
+        self,
+        client: socket.socket,
+        target: socket.socket,
+        stream: ClientStream,
+        limits: Limits = Limits(),
+    ) -> None:
+        self.client = client
+        self.target = target
+        self.stream = stream
+        self.limits = limits
+        self.to_client = bytearray()
+        self.to_target = bytearray()
+        #: Bytes taken from each side so far (for tests, stats and logs).
+        self.received_from_client = 0
+        self.received_from_target = 0
+        self._client_lost = False  # the client socket failed: nothing more to send it
+        self._target_readable = True  # no EOF or error from the target yet
+        self._target_lost = False  # writing to the target failed
+        self._selector = selectors.PollSelector()
+        self._interest: dict[socket.socket, int] = {}
+        self._close_deadline: float | None = None
+        self._next_ping = time.monotonic() + limits.heartbeat if limits.heartbeat > 0 else None
+
+    def run(self, leftover: bytes = b"") -> CloseInfo:
+        """Relay until the session is closed on both sides or the close deadline passes.
+
+        Args:
+            leftover: bytes the client sent right after its HTTP request (already read
+                by the HTTP parser); they are WebSocket frames and are fed first.
+        """
+        self.client.setblocking(False)
+        self.target.setblocking(False)
+        try:
+            if leftover:
+                self._on_client_bytes(leftover)
+            while True:
+                # Flush before blocking: bytes queued by the leftover or by the last read
+                # must go out even if no socket becomes readable again.
+                self._flush()
+                if self._finished():
+                    break
+                self._update_interest()
+                for key, _mask in self._selector.select(self._timeout()):
+                    self._on_readable(key.fileobj)  # type: ignore[arg-type]
+                self._on_tick()
+        finally:
+            self._selector.close()
+        return self.stream.close_info or CloseInfo(ABNORMAL, "", by_client=True)
+
+    # -- reading -------------------------------------------------------------------
+
+    def _on_readable(self, sock: socket.socket) -> None:
+        if sock is self.client:
+            self._read_client()
+        else:
+            self._read_target()
+
+    def _read_client(self) -> None:
+        try:
+            data = _recv(self.client, self.limits.recv_size)
+        except OSError:
+            self._lose_client()
+            return
+        if data is not None:
+            self._on_client_bytes(data)
+
+    def _on_client_bytes(self, data: bytes) -> None:
+        """Feed client bytes (b"" = EOF) through the frame policy into the buffers."""
+        self.received_from_client += len(data)
+        out = self.stream.receive(data or None)
+        self.to_target += out.to_target
+        self.to_client += out.to_client
+        self._note_closing()
+
+    def _read_target(self) -> None:
+        try:
+            data = _recv(self.target, self.limits.recv_size)
+        except OSError:
+            self._target_lost = True
+            self.to_target.clear()
+            data = b""
+        if data is None:
+            return
+        if data:
+            self.received_from_target += len(data)
+            self.to_client += self.stream.send_data(data)
+            return
+        # Target EOF: what it sent is already queued; the Close goes after it (§5.3).
+        self._target_readable = False
+        self.to_client += self.stream.close(NORMAL, TARGET_CLOSED)
+        self._note_closing()
+
+    # -- writing -------------------------------------------------------------------
+
+    def _flush(self) -> None:
+        if self.to_client and not self._client_lost:
+            try:
+                _send(self.client, self.to_client)
+            except OSError:
+                self._lose_client()
+        if self.to_target and not self._target_lost:
+            try:
+                _send(self.target, self.to_target)
+            except OSError:
+                self._target_lost = True
+                self.to_target.clear()
+                if self._target_readable:
+                    self._target_readable = False
+                    self.to_client += self.stream.close(NORMAL, TARGET_CLOSED)
+                    self._note_closing()
+
+    def _lose_client(self) -> None:
+        """The client socket failed (reset, broken pipe): end the session as 1006."""
+        self._client_lost = True
+        self.to_client.clear()
+        self.stream.receive(None)
+        self._note_closing()
+
+    # -- bookkeeping ---------------------------------------------------------------
+
+    def _note_closing(self) -> None:
+        """Arm the close deadline the first time the session starts closing."""
+        if self._close_deadline is None and self.stream.close_info is not None:
+            self._close_deadline = time.monotonic() + self.limits.close_timeout
+
+    def _finished(self) -> bool:
+        if self.stream.close_info is None:
+            return False
+        if self._close_deadline is not None and time.monotonic() >= self._close_deadline:
+            return True  # a peer that never reads or never answers cannot hold us
+        client_done = self.stream.finished or self._client_lost
+        target_done = not self.to_target or self._target_lost
+        return client_done and not self.to_client and target_done
+
+    def _update_interest(self) -> None:
+        hw = self.limits.high_water
+        closing = self.stream.close_info is not None
+        client = 0
+        if not self._client_lost and not self.stream.finished:
+            # While closing, keep reading only to see the client's Close (data is dropped).
+            # Pongs land in to_client too, hence its own (looser) bound.
+            if closing or (len(self.to_target) < hw and len(self.to_client) < 2 * hw):
+                client |= _R
+            if self.to_client:
+                client |= _W
+        target = 0
+        if self._target_readable and not closing and len(self.to_client) < hw:
+            target |= _R
+        if self.to_target and not self._target_lost:
+            target |= _W
+        self._set_interest(self.client, client)
+        self._set_interest(self.target, target)
+
+    def _set_interest(self, sock: socket.socket, events: int) -> None:
+        current = self._interest.get(sock, 0)
+        if events == current:
+            return
+        # poll() cannot wait on an empty mask (and EVENT_WRITE as a placeholder spins).
+        if not events:
+            self._selector.unregister(sock)
+        elif not current:
+            self._selector.register(sock, events)
+        else:
+            self._selector.modify(sock, events)
+        self._interest[sock] = events
+
+    def _timeout(self) -> float | None:
+        """Seconds until the next ping or the close deadline; None = wait for I/O."""
+        wakeups = [t for t in (self._close_deadline, self._next_ping) if t is not None]
+        if not wakeups:
+            return None
+        return max(0.0, min(wakeups) - time.monotonic())
+
+    def _on_tick(self) -> None:
+        if self._next_ping is None or self.stream.close_info is not None:
+            return
+        now = time.monotonic()
+        if now >= self._next_ping:
+            self.to_client += self.stream.ping()
+            self._next_ping = now + self.limits.heartbeat
+
+
+def close_session(
+    client: socket.socket, stream: ClientStream, code: int, reason: str, limits: Limits
+) -> None:
+    """Close a session that has no target (connect failed) and wait for the client's Close.
+
+    websockify closes TCP right after its Close frame (spec §5.3); waiting for the reply,
+    bounded by ``limits.close_timeout``, keeps unread client bytes from turning our close
+    into a reset that could destroy the Close frame before the client reads it.
+    """
+    data = stream.close(code, reason)
+    deadline = time.monotonic() + limits.close_timeout
+    try:
+        client.settimeout(limits.close_timeout)
+        client.sendall(data)
+        while not stream.finished:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return
+            client.settimeout(remaining)
+            stream.receive(client.recv(limits.recv_size) or None)
+    except OSError:
+        return

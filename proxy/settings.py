@@ -1,0 +1,64 @@
+"""Immutable settings shared by every connection; built by ``cli`` (or an embedding program).
+
+Pure: no I/O here. Nothing per-connection may live in ``Settings`` or on the server object
+(websockify stored token targets on its server, a race under threads; STYLE.md §8.1 rule 3).
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+
+#: websockify waits 3 s for the first byte of a connection (spec §4.1 step 2).
+FIRST_BYTE_TIMEOUT = 3.0  # seconds
+#: Bound on the whole HTTP request after the first byte; websockify has none (§13.8).
+REQUEST_TIMEOUT = 10.0  # seconds
+#: Bound on connecting to the target; websockify uses the OS default (~2 min, §4.3).
+CONNECT_TIMEOUT = 10.0  # seconds
+#: How long a closing connection may take to flush and exchange Close frames.
+CLOSE_TIMEOUT = 5.0  # seconds
+#: Largest WebSocket message accepted from a client (close 1009 beyond it).
+MAX_MESSAGE_SIZE = 64 * 1024 * 1024  # bytes
+#: Per-direction buffer level at which the relay stops reading the other side.
+HIGH_WATER = 256 * 1024  # bytes
+#: Size of one recv(); each target read becomes one WebSocket frame (spec §5.2).
+RECV_SIZE = 64 * 1024  # bytes
+
+
+class TextFrames(enum.Enum):
+    """What to do with text messages from the client (issue #3; websockify §13.1)."""
+
+    #: Forward each complete, valid UTF-8 text message to the target.
+    ACCEPT = "accept"
+    #: websockify's behaviour: close 1003 "Unsupported: Text frames are not supported".
+    REJECT = "reject"
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything a connection needs to know; see ``proxy.cli`` for the option names."""
+
+    listen_host: str = ""
+    listen_port: int = 0
+    target_host: str = ""
+    target_port: int = 0
+    verbose: bool = False
+    prefer_ipv6: bool = False
+    text_frames: TextFrames = TextFrames.ACCEPT
+    heartbeat: float = 0.0  # seconds; 0 = off
+    first_byte_timeout: float = FIRST_BYTE_TIMEOUT
+    request_timeout: float = REQUEST_TIMEOUT
+    connect_timeout: float = CONNECT_TIMEOUT
+    close_timeout: float = CLOSE_TIMEOUT
+    max_message_size: int = MAX_MESSAGE_SIZE
+    high_water: int = HIGH_WATER
+    recv_size: int = RECV_SIZE
+
+    @property
+    def listen_display(self) -> str:
+        """The listen address as websockify prints it (``:6080`` when no host, spec §3.2)."""
+        return f"{self.listen_host}:{self.listen_port}"
+
+    @property
+    def target_display(self) -> str:
+        return f"{self.target_host}:{self.target_port}"
