@@ -1,0 +1,179 @@
+"""proxy.frames.ClientStream: the frame policy, fed by a wsproto client or raw frames."""
+
+from __future__ import annotations
+
+import base64
+
+import pytest
+from wsproto.events import BytesMessage, CloseConnection, Message, Ping, Pong, TextMessage
+
+from proxy.frames import ClientStream, DataMode
+from proxy.settings import TextFrames
+from tests.unit.helpers import client_events, close_of, open_pair, raw_frame
+
+TEXT_REJECT = "Unsupported: Text frames are not supported"
+
+
+def stream_pair(**kwargs: object) -> tuple[object, ClientStream]:
+    client, server = open_pair()
+    return client, ClientStream(server, **kwargs)  # type: ignore[arg-type]
+
+
+def test_binary_chunks_are_forwarded_as_they_arrive() -> None:
+    """A 100 000-byte frame fed in two parts reaches the target in two parts (no reassembly)."""
+    client, server = open_pair()
+    stream = ClientStream(server)
+    payload = bytes(range(256)) * 400
+    wire = client.send(Message(data=payload))
+    first = stream.receive(wire[:30000])
+    assert 0 < len(first.to_target) < len(payload)
+    assert first.messages == 0
+    rest = stream.receive(wire[30000:])
+    assert bytes(first.to_target + rest.to_target) == payload
+    assert rest.messages == 1
+
+
+def test_a_fragmented_text_message_is_forwarded_only_when_complete() -> None:
+    client, server = open_pair()
+    stream = ClientStream(server)
+    part1 = stream.receive(client.send(Message(data="h\u00e9l", message_finished=False)))
+    assert part1.to_target == b""
+    part2 = stream.receive(client.send(Message(data="lo \u2603", message_finished=True)))
+    assert bytes(part2.to_target) == "h\u00e9llo \u2603".encode()
+    assert part2.messages == 1
+
+
+def test_text_is_rejected_with_websockify_close_when_configured() -> None:
+    client, server = open_pair()
+    stream = ClientStream(server, text_frames=TextFrames.REJECT)
+    out = stream.receive(client.send(Message(data="Hello")))
+    assert out.to_target == b""
+    assert close_of(client, bytes(out.to_client)) == (1003, TEXT_REJECT)
+    assert stream.close_info is not None and not stream.close_info.by_client
+
+
+def test_invalid_utf8_text_closes_1007_and_forwards_nothing() -> None:
+    client, server = open_pair()
+    stream = ClientStream(server)
+    good = stream.receive(raw_frame(0x1, b"ok", fin=False))
+    bad = stream.receive(raw_frame(0x0, b"\xff\xfe", fin=True))
+    assert good.to_target == b"" and bad.to_target == b""
+    assert close_of(client, bytes(bad.to_client))[0] == 1007
+
+
+def test_ping_is_answered_with_the_same_payload() -> None:
+    client, server = open_pair()
+    stream = ClientStream(server)
+    out = stream.receive(client.send(Ping(payload=b"abc")))
+    events = client_events(client, bytes(out.to_client))
+    assert events == [Pong(payload=b"abc")]
+
+
+def test_a_client_close_is_echoed_and_the_session_is_finished() -> None:
+    client, server = open_pair()
+    stream = ClientStream(server)
+    out = stream.receive(client.send(CloseConnection(code=4001, reason="bye")))
+    assert close_of(client, bytes(out.to_client)) == (4001, "bye")
+    assert stream.finished
+    assert stream.close_info is not None and stream.close_info.by_client
+    assert (stream.close_info.code, stream.close_info.reason) == (4001, "bye")
+
+
+def test_an_empty_close_is_echoed_empty() -> None:
+    client, server = open_pair()
+    stream = ClientStream(server)
+    out = stream.receive(raw_frame(0x8, b""))
+    assert bytes(out.to_client) == b"\x88\x00"
+
+
+def test_eof_without_close_is_1006() -> None:
+    _client, server = open_pair()
+    stream = ClientStream(server)
+    stream.receive(None)
+    assert stream.finished
+    assert stream.close_info is not None and stream.close_info.code == 1006
+
+
+@pytest.mark.parametrize(
+    ("wire", "code", "reason"),
+    [
+        (raw_frame(0x2, b"x", masked=False), 1002, "Procotol error: Frame not masked"),
+        (raw_frame(0x0, b"x"), 1002, "Procotol error: Unexpected continuation frame"),
+        (raw_frame(0x2, b"a", fin=False) + raw_frame(0x2, b"b"), 1002,
+         "Procotol error: Unexpected new frame"),
+        (raw_frame(0x3, b"x"), 1002, "Unsupported: Unknown opcode 0x03"),
+        (raw_frame(0xB, b"x"), 1002, "Unsupported: Unknown opcode 0x0b"),
+        (raw_frame(0x8, b"\x03\xe8\xff\xfe"), 1007, "Procotol error: Invalid UTF-8 in close"),
+        (raw_frame(0x2, b"x", rsv=4), 1002, "Reserved bit set unexpectedly"),
+        (raw_frame(0x9, b"x" * 126), 1002, "Control frame with payload len > 125"),
+    ],
+)
+def test_protocol_errors_close_with_rfc_code_and_websockify_text(wire: bytes, code: int,
+                                                                 reason: str) -> None:
+    client, server = open_pair()
+    stream = ClientStream(server)
+    out = stream.receive(wire)
+    assert close_of(client, bytes(out.to_client)) == (code, reason)
+    assert stream.close_info is not None and not stream.close_info.by_client
+    # Later bytes are dropped, never forwarded (websockify forwarded them, §13.17).
+    assert stream.receive(raw_frame(0x2, b"late")).to_target == b""
+
+
+def test_a_binary_message_over_the_limit_closes_1009() -> None:
+    client, server = open_pair()
+    stream = ClientStream(server, max_message_size=10)
+    ok = stream.receive(client.send(Message(data=b"x" * 10)))
+    assert ok.to_target == b"x" * 10
+    out = stream.receive(client.send(Message(data=b"y" * 11)))
+    assert out.to_target == b""
+    assert close_of(client, bytes(out.to_client)) == (1009, "Message too big")
+
+
+def test_a_text_message_over_the_limit_closes_1009_counting_utf8_bytes() -> None:
+    client, server = open_pair()
+    stream = ClientStream(server, max_message_size=5)
+    out = stream.receive(client.send(Message(data="\u00e9\u00e9\u00e9")))  # 6 bytes
+    assert out.to_target == b""
+    assert close_of(client, bytes(out.to_client))[0] == 1009
+
+
+def test_base64_mode_decodes_client_text_and_encodes_target_data() -> None:
+    client, server = open_pair()
+    stream = ClientStream(server, mode=DataMode.BASE64, text_frames=TextFrames.REJECT)
+    out = stream.receive(client.send(Message(data=base64.b64encode(b"\x00\xffhi").decode())))
+    assert bytes(out.to_target) == b"\x00\xffhi"
+    events = client_events(client, stream.send_data(b"\x01\x02"))
+    assert events == [TextMessage(data="AQI=", frame_finished=True, message_finished=True)]
+
+
+def test_invalid_base64_closes_1007() -> None:
+    client, server = open_pair()
+    stream = ClientStream(server, mode=DataMode.BASE64)
+    out = stream.receive(client.send(Message(data="not base64!")))
+    assert out.to_target == b"" and out.messages == 0
+    assert close_of(client, bytes(out.to_client)) == (1007, "Invalid base64 data")
+
+
+def test_target_data_is_one_binary_frame_and_dropped_after_close() -> None:
+    client, server = open_pair()
+    stream = ClientStream(server)
+    events = client_events(client, stream.send_data(b"abc"))
+    assert events == [BytesMessage(data=b"abc", frame_finished=True, message_finished=True)]
+    closing = stream.close(1000, "Target closed")
+    assert close_of(client, closing) == (1000, "Target closed")
+    assert stream.send_data(b"more") == b""
+    assert stream.ping() == b""
+    assert stream.close(1011, "again") == b""
+    assert stream.close_info is not None and stream.close_info.reason == "Target closed"
+
+
+def test_data_after_our_close_is_discarded_and_the_reply_finishes_the_session() -> None:
+    client, server = open_pair()
+    stream = ClientStream(server)
+    client_events(client, stream.close(1000, "Target closed"))
+    out = stream.receive(raw_frame(0x2, b"late"))  # sent before the client saw our Close
+    assert out.to_target == b""
+    assert not stream.finished
+    stream.receive(client.send(CloseConnection(code=1000).response()))
+    assert stream.finished
+    assert stream.close_info is not None and stream.close_info.reason == "Target closed"
