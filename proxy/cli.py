@@ -1,27 +1,24 @@
-"""The ``websockify`` command: parse the command line into ``Settings`` and run the server.
+"""The ``websockify`` command line: websockify 0.13.0's options, parsed into ``Settings``.
 
-The only module that reads ``sys.argv``/``os.environ``, installs root log handlers or
-installs signal handlers. Usage errors use websockify's (optparse's) format and wording,
-exit status 2 (spec §2.1, §2.4).
+The only module that reads ``sys.argv``/``os.environ``. Usage errors keep optparse's
+format and websockify's wording with exit status 2 (spec §2.1, §2.4); ConfigArgParse adds
+``--config FILE`` and ``WEBSOCKIFY_*`` variables (command line > env > file).
 """
 
 from __future__ import annotations
 
+import argparse
 import logging
-import signal
 import sys
 from collections.abc import Sequence
-from types import FrameType
 from typing import Any, NoReturn
 
 import configargparse
 
-from proxy import __version__, logsetup
-from proxy.errors import StartupError
-from proxy.server import ProxyServer
+from proxy import __version__, logsetup, runner
+from proxy.argv import expand_argv
+from proxy.configure import settings_from
 from proxy.settings import Settings, TextFrames
-
-log = logging.getLogger(__name__)
 
 PROG = "websockify"
 # optparse's usage block, verbatim (spec §2.1); note the space after "Usage:".
@@ -32,130 +29,179 @@ USAGE = (
     "    websockify [options] --unix-target=FILE [source_addr:]source_port\n"
     "    websockify [options] [source_addr:]source_port -- WRAP_COMMAND_LINE\n"
 )
+SSL_VERSIONS = ("default", "tlsv1_1", "tlsv1_2", "tlsv1_3")
+WRAP_MODES = ("exit", "ignore", "respawn")
+
+#: Options parsed now whose feature lands with a later issue: refused, never ignored.
+NOT_IMPLEMENTED = {
+    "traffic": "--traffic", "record": "--record", "daemon": "--daemon",
+    "key": "--key", "key_password": "--key-password", "ssl_only": "--ssl-only",
+    "ssl_target": "--ssl-target", "verify_client": "--verify-client", "cafile": "--cafile",
+    "ssl_version": "--ssl-version", "ssl_ciphers": "--ssl-ciphers", "web": "--web",
+    "web_auth": "--web-auth", "wrap_mode": "--wrap-mode", "token_plugin": "--token-plugin",
+    "auth_plugin": "--auth-plugin", "log_file": "--log-file", "syslog": "--syslog",
+    "file_only": "--file-only",
+}
 
 
-class _Parser(configargparse.ArgumentParser):  # type: ignore[misc]
-    """ConfigArgParse with optparse's usage text and error format."""
+class Parser(configargparse.ArgumentParser):  # type: ignore[misc]
+    """ConfigArgParse with optparse's usage text, help layout and error format."""
 
     def format_usage(self) -> str:
         return USAGE
 
+    def format_help(self) -> str:
+        formatter = self._get_formatter()
+        formatter.start_section("Options")
+        formatter.add_arguments(self._actions)
+        formatter.end_section()
+        return USAGE + "\n" + str(formatter.format_help())
+
     def error(self, message: str) -> NoReturn:
+        # argparse says "argument --x: ...", optparse "option --x: ..." (spec §2.4).
+        if message.startswith("argument "):
+            message = "option " + message[len("argument "):]
         sys.stderr.write(USAGE + "\n")
         sys.stderr.write(f"{PROG}: error: {message}\n")
         sys.exit(2)
 
 
-def build_parser() -> _Parser:
-    """Every option, with websockify's names; no positional actions (notes §3.2)."""
-    parser = _Parser(
-        prog=PROG,
-        usage=USAGE,
-        add_help=True,
-        auto_env_var_prefix="WEBSOCKIFY_",
-        add_env_var_help=False,
-        add_config_file_help=False,
-        args_for_setting_config_path=["-c", "--config"],
-        config_arg_help_message="read options from this file (same long names, key = value)",
-    )
+def optparse_int(value: str) -> int:
+    """optparse's "int": ``0x`` hex, ``0b`` binary, a leading 0 octal (``--heartbeat 010`` = 8)."""
+    text = value.strip().lower()
+    sign, digits = ("-", text[1:]) if text.startswith("-") else ("", text)
+    if digits.startswith("0x"):
+        radix = 16
+    elif digits.startswith("0b"):
+        radix, digits = 2, digits[2:] or "0"
+    elif digits.startswith("0"):
+        radix = 8
+    else:
+        radix = 10
+    try:
+        return int(sign + digits, radix)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid integer value: {value!r}") from None
+
+
+def choice(*choices: str) -> Any:
+    """A type checking membership with optparse's message (argparse's varies by version)."""
+    def check(value: str) -> str:
+        if value not in choices:
+            listed = ", ".join(repr(c) for c in choices)
+            raise argparse.ArgumentTypeError(f"invalid choice: {value!r} (choose from {listed})")
+        return value
+    return check
+
+
+def build_parser() -> Parser:
+    """Every websockify 0.13.0 option in its help order (spec §2.2), then ours."""
+    parser = Parser(prog=PROG, usage=USAGE, allow_abbrev=False, auto_env_var_prefix="WEBSOCKIFY_",
+                    add_env_var_help=False, add_config_file_help=False)
     add = parser.add_argument
-    add("-v", "--verbose", action="store_true", help="verbose messages")
-    add("--heartbeat", type=int, default=0, metavar="INTERVAL",
+    flag = {"action": "store_true"}
+    add("-v", "--verbose", help="verbose messages", **flag)
+    add("--traffic", help="per frame traffic", **flag)
+    add("--record", metavar="FILE", help="record sessions to FILE.[session_number]")
+    add("-D", "--daemon", help="become a daemon (background process)", **flag)
+    add("--run-once", help="handle a single WebSocket connection and exit", **flag)
+    add("--timeout", type=optparse_int, default=0, help="after TIMEOUT seconds exit when not connected")
+    add("--idle-timeout", type=optparse_int, default=0,
+        help="server exits after IDLE_TIMEOUT seconds if there are no active connections")
+    add("--cert", default="self.pem", help="SSL certificate file")
+    add("--key", help="SSL key file (if separate from cert)")
+    add("--key-password", help="SSL key password")
+    add("--ssl-only", help="disallow non-encrypted client connections", **flag)
+    add("--ssl-target", help="connect to SSL target as SSL client", **flag)
+    add("--verify-client", help="require encrypted client to present a valid certificate", **flag)
+    add("--cafile", metavar="FILE",
+        help="file of concatenated certificates of authorities trusted for client certificates")
+    add("--ssl-version", type=choice(*SSL_VERSIONS), default="default",
+        help="minimum TLS version: " + ", ".join(SSL_VERSIONS))
+    add("--ssl-ciphers", help="list of ciphers allowed for connection (OpenSSL syntax)")
+    add("--unix-listen", metavar="FILE", help="listen on a unix socket instead of TCP")
+    add("--unix-listen-mode", default="0600",
+        help="permission bits of the --unix-listen socket file (octal, default 0600)")
+    add("--unix-target", metavar="FILE", help="connect to a unix socket target")
+    add("--inetd", help="inetd mode, receive listening socket from stdin", **flag)
+    add("--web", metavar="DIR", help="run webserver on same port; serve files from DIR")
+    add("--web-auth", help="require authentication to access webserver", **flag)
+    add("--wrap-mode", type=choice(*WRAP_MODES), default="exit", metavar="MODE",
+        help="action to take when the wrapped program exits or daemonizes: exit, ignore, respawn")
+    add("-6", "--prefer-ipv6", help="prefer IPv6 when resolving source_addr", **flag)
+    add("--libserver", help="accepted for compatibility and ignored (websockify's is broken)", **flag)
+    add("--target-config", metavar="FILE",
+        help="configuration file containing valid targets (= --token-plugin TokenFile)")
+    add("--token-plugin", metavar="CLASS", help="use a Python class to map tokens to targets")
+    add("--token-source", metavar="ARG", help="an argument to be passed to the token plugin")
+    add("--host-token", help="use the Host header instead of ?token= as the token", **flag)
+    add("--auth-plugin", metavar="CLASS", help="use a Python class to authenticate connections")
+    add("--auth-source", metavar="ARG", help="an argument to be passed to the auth plugin")
+    add("--heartbeat", type=optparse_int, default=0, metavar="INTERVAL",
         help="send a ping to the client every INTERVAL seconds")
-    add("--text-frames", choices=[m.value for m in TextFrames], default="accept",
-        help="accept (forward complete, valid UTF-8 text messages; the default) or "
-             "reject (close 1003, as websockify does)")
+    add("--log-file", metavar="FILE", help="file where logs will be saved")
+    add("--syslog", metavar="SERVER", help="log to syslog server: host:port or a socket path")
+    add("--legacy-syslog", help="use the old syslog protocol instead of RFC 5424", **flag)
+    add("--file-only", help="use this to disable directory listings in the web server", **flag)
+    # Ours (not in websockify 0.13.0).
+    add("--text-frames", type=choice(*(m.value for m in TextFrames)), default="accept",
+        help="accept: forward complete, valid UTF-8 text messages (default); "
+             "reject: close 1003 as websockify does")
+    add("-c", "--config", is_config_file=True, metavar="FILE",
+        help="read options from FILE (long option names, `name = value` lines)")
     add("--version", action="version", version=f"%(prog)s (websockify-threaded) {__version__}")
     return parser
 
 
-def _split_address(value: str) -> tuple[str, str] | None:
-    """``host:port`` split at the last colon, brackets stripped (spec §2.3)."""
-    if ":" not in value:
-        return None
-    host, port = value.rsplit(":", 1)
-    return host.strip("[]"), port
-
-
-def _parse_positionals(parser: _Parser, args: list[str]) -> dict[str, Any]:
-    """websockify's positional checks, in its order and with its messages (spec §2.4)."""
-    if not args:
-        parser.error("Too few arguments")
-    listen_host, listen_port = _split_address(args[0]) or ("", args[0])
-    try:
-        port = int(listen_port)
-    except ValueError:
-        parser.error("Error parsing listen port")
-    if len(args) < 2:
-        parser.error("Too few arguments")
-    target = _split_address(args[1])
-    if target is None:
-        parser.error("Error parsing target")
-    try:
-        target_port = int(target[1])
-    except ValueError:
-        parser.error("Error parsing target port")
-    if len(args) > 2:
-        parser.error("Too many arguments")
-    return dict(listen_host=listen_host, listen_port=port, target_host=target[0],
-                target_port=target_port)
+def _long_options(parser: Parser) -> dict[str, bool]:
+    """Long option name -> whether it takes a value."""
+    return {name: action.nargs != 0 for action in parser._actions
+            for name in action.option_strings if name.startswith("--")}
 
 
 def parse_cli(argv: Sequence[str]) -> Settings:
     """Parse ``argv`` (without the program name) into ``Settings``; exit 2 on usage errors."""
+    return parse_args(argv)[0]
+
+
+def parse_args(argv: Sequence[str]) -> tuple[Settings, argparse.Namespace]:
+    """``parse_cli``, also returning the raw options (for those later issues implement)."""
     parser = build_parser()
-    opts, rest = parser.parse_known_args(list(argv))
+    args = list(argv)
+    split = args.index("--") if "--" in args else len(args)
+    head, tail = args[:split], args[split + 1:]
+    try:
+        head = expand_argv(head, _long_options(parser))
+    except ValueError as exc:
+        parser.error(str(exc))
+    opts, rest = parser.parse_known_args(head)
     unknown = [arg for arg in rest if arg.startswith("-") and arg != "-"]
     if unknown:
         parser.error(f"no such option: {unknown[0].split('=', 1)[0]}")
-    return Settings(
-        **_parse_positionals(parser, rest),
-        verbose=opts.verbose,
-        heartbeat=float(opts.heartbeat),
-        text_frames=TextFrames(opts.text_frames),
-    )
+    return settings_from(opts, rest + tail, "--" in args, parser.error), opts
 
 
-class _Terminate(Exception):
-    """Raised by the SIGTERM/SIGINT handler to leave ``serve_forever`` in the main thread."""
-
-
-def _terminate(signum: int, frame: FrameType | None) -> None:
-    raise _Terminate(signum)
-
-
-def log_banner(settings: Settings) -> None:
-    """The first lines of websockify's startup banner (spec §3.2)."""
-    log.info("WebSocket server settings:")
-    log.info("  - Listen on %s", settings.listen_display)
-    log.info("  - No SSL/TLS support (no cert file)")
-
-
-def serve(settings: Settings) -> int:
-    """Run the server until SIGTERM/SIGINT; return the exit status."""
-    log_banner(settings)
-    try:
-        server = ProxyServer(settings)
-    except (OSError, StartupError) as exc:
-        # websockify logs "Openening socket failed" and exits 0 (§2.5, §13.13): exit 1.
-        message = str(exc) if isinstance(exc, StartupError) else f"Opening socket failed: {exc}"
-        log.error("%s", message)
-        return 1
-    log.info("  - proxying from %s to %s", settings.listen_display, settings.target_display)
-    previous = {sig: signal.signal(sig, _terminate) for sig in (signal.SIGTERM, signal.SIGINT)}
-    try:
-        server.serve_forever()
-    except _Terminate:
-        log.info("In exit")
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
-        server.server_close()
-    return 0
+def not_implemented(opts: argparse.Namespace, settings: Settings) -> str | None:
+    """The first option given whose feature has not landed yet, or None."""
+    defaults = build_parser().parse_known_args([], env_vars={}, config_file_contents="")[0]
+    for dest, name in NOT_IMPLEMENTED.items():
+        if getattr(opts, dest) != getattr(defaults, dest):
+            return name
+    if settings.wrap_cmd:
+        return "-- WRAP_COMMAND_LINE"
+    return None
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Console-script entry point; returns the exit status."""
-    settings = parse_cli(sys.argv[1:] if argv is None else argv)
+    settings, opts = parse_args(sys.argv[1:] if argv is None else argv)
+    missing = not_implemented(opts, settings)
+    if missing:
+        sys.stderr.write(f"{PROG}: not implemented yet: {missing}\n")
+        return 1
     logsetup.configure(settings.verbose)
-    return serve(settings)
+    if opts.libserver:
+        # websockify's --libserver engine is broken (spec §7.10); ours is always threaded.
+        logging.getLogger(__name__).warning("warning: --libserver ignored: connections are "
+                                            "always handled by threads")
+    return runner.serve(settings)

@@ -31,9 +31,11 @@ INVALID_UTF8_IN_CLOSE = "Procotol error: Invalid UTF-8 in close"
 UNKNOWN_OPCODE = "Unsupported: Unknown opcode 0x%02x"
 # Ours, for conditions websockify does not detect.
 MESSAGE_TOO_BIG = "Message too big"
+SHUTTING_DOWN = "Server shutting down"
 INVALID_BASE64 = "Invalid base64 data"
 
 NORMAL = 1000
+GOING_AWAY = 1001
 PROTOCOL_ERROR = 1002
 UNSUPPORTED_DATA = 1003
 ABNORMAL = 1006

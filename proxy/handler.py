@@ -18,7 +18,7 @@ from proxy.errors import HandshakeError, RequestTimeout, TargetError
 from proxy.frames import CONNECT_FAILED, INTERNAL_ERROR, TARGET_CLOSED, ClientStream, CloseInfo
 from proxy.httpio import RequestReader, SocketWriter
 from proxy.relay import Limits, Relay, close_session
-from proxy.targets import open_target, tune_tcp
+from proxy.targets import open_target, open_unix_target, tune_tcp
 
 if TYPE_CHECKING:
     from proxy.server import ProxyServer
@@ -76,6 +76,7 @@ class ProxyRequestHandler(BaseHTTPRequestHandler):
             self._reject(exc)
             return
         self.wfile.write(response)
+        self.server.note_upgrade(self.address_string())
         self.log_request(HTTPStatus.SWITCHING_PROTOCOLS)
         client = self.address_string()
         self.log_message("%s: Plain non-SSL (ws://) WebSocket connection", client)
@@ -99,19 +100,29 @@ class ProxyRequestHandler(BaseHTTPRequestHandler):
         """The one place a HandshakeError becomes an HTTP answer."""
         self.send_error(exc.status, exc.reason)
 
+    def _connect(self) -> socket.socket:
+        """Open the target, logging websockify's lines (spec §3.3)."""
+        s = self.settings
+        if s.unix_target:
+            self.log_message("connecting to unix socket: %s", s.unix_target)
+            return open_unix_target(s.unix_target, s.connect_timeout)
+        self.log_message("connecting to: %s", s.target_display)
+        return open_target(s.target_host, s.target_port, s.connect_timeout)
+
     def _proxy(self, stream: ClientStream) -> None:
         """Connect the target after the 101 (spec §4.3 step 5) and relay until closed."""
         s = self.settings
-        self.log_message("connecting to: %s:%s", s.target_host, s.target_port)
         limits = Limits(s.high_water, s.recv_size, s.heartbeat, s.close_timeout)
         try:
-            target = open_target(s.target_host, s.target_port, s.connect_timeout)
+            target = self._connect()
         except TargetError as exc:
-            self.log_message("Failed to connect to %s:%s: %s", s.target_host, s.target_port, exc)
+            # websockify prints "None:None" for a Unix target here; we print its path.
+            self.log_message("Failed to connect to %s: %s", s.target_display, exc)
             close_session(self.request, stream, INTERNAL_ERROR, CONNECT_FAILED, limits)
             return
+        relay = Relay(self.request, target, stream, limits, self.server.stop_signal)
         try:
-            info = Relay(self.request, target, stream, limits).run(self.rfile.take_buffered())
+            info = relay.run(self.rfile.take_buffered())
         finally:
             _close(target)
         self._log_close(info)
@@ -123,6 +134,12 @@ class ProxyRequestHandler(BaseHTTPRequestHandler):
         elif info.reason == TARGET_CLOSED:
             self.log_verbose("%s: Target closed connection", target)
         self.log_verbose("%s: Closed target", target)
+
+    def address_string(self) -> str:
+        """The peer IP; for ``--unix-listen`` the socket path, as websockify logs (§3.1)."""
+        if isinstance(self.client_address, tuple) and self.client_address:
+            return str(self.client_address[0])
+        return self.settings.unix_listen or "unix"
 
     # -- logging: http.server's format, through the logging module (spec §3.1) ---------
 

@@ -15,10 +15,12 @@ from __future__ import annotations
 import selectors
 import socket
 import ssl
+import threading
 import time
 from dataclasses import dataclass
 
-from proxy.frames import ABNORMAL, NORMAL, TARGET_CLOSED, ClientStream, CloseInfo
+from proxy.frames import (ABNORMAL, GOING_AWAY, NORMAL, SHUTTING_DOWN, TARGET_CLOSED,
+                          ClientStream, CloseInfo)
 
 _R = selectors.EVENT_READ
 _W = selectors.EVENT_WRITE
@@ -34,6 +36,43 @@ class Limits:
     recv_size: int = 64 * 1024  # bytes per recv()
     heartbeat: float = 0.0  # seconds between pings; 0 = off
     close_timeout: float = 5.0  # seconds to flush and exchange Close frames
+
+
+#: How long a session closed by server shutdown may wait for the client's Close (§10).
+SHUTDOWN_CLOSE_TIMEOUT = 1.0  # seconds
+
+
+class StopSignal:
+    """Tells every relay at once that the server is shutting down.
+
+    One socketpair shared by all connections (2 fds in all, not 2 per connection): the
+    byte written by ``set()`` is never read, so the read end stays readable and wakes
+    every relay's poll() until each one unregisters it.
+    """
+
+    def __init__(self) -> None:
+        self._reader, self._writer = socket.socketpair()
+        self._reader.setblocking(False)
+        self._writer.setblocking(False)
+        self._event = threading.Event()
+
+    def fileno(self) -> int:
+        return self._reader.fileno()
+
+    def is_set(self) -> bool:
+        return self._event.is_set()
+
+    def set(self) -> None:
+        if not self._event.is_set():
+            self._event.set()
+            try:
+                self._writer.send(b"!")
+            except OSError:
+                pass
+
+    def close(self) -> None:
+        self._reader.close()
+        self._writer.close()
 
 
 def _recv(sock: socket.socket, size: int) -> bytes | None:
@@ -69,6 +108,7 @@ class Relay:
         target: socket.socket,
         stream: ClientStream,
         limits: Limits = Limits(),
+        stop: StopSignal | None = None,
     ) -> None:
         self.client = client
         self.target = target
@@ -86,6 +126,7 @@ class Relay:
         self._interest: dict[socket.socket, int] = {}
         self._close_deadline: float | None = None
         self._next_ping = time.monotonic() + limits.heartbeat if limits.heartbeat > 0 else None
+        self._stop = stop
 
     def run(self, leftover: bytes = b"") -> CloseInfo:
         """Relay until the session is closed on both sides or the close deadline passes.
@@ -96,6 +137,8 @@ class Relay:
         """
         self.client.setblocking(False)
         self.target.setblocking(False)
+        if self._stop is not None:
+            self._selector.register(self._stop, _R)
         try:
             if leftover:
                 self._on_client_bytes(leftover)
@@ -115,11 +158,23 @@ class Relay:
 
     # -- reading -------------------------------------------------------------------
 
-    def _on_readable(self, sock: socket.socket) -> None:
+    def _on_readable(self, sock: socket.socket | StopSignal) -> None:
         if sock is self.client:
             self._read_client()
-        else:
+        elif sock is self.target:
             self._read_target()
+        else:
+            self._on_stop()
+
+    def _on_stop(self) -> None:
+        """Server shutdown: close 1001 and give the client a short time to answer."""
+        assert self._stop is not None
+        self._selector.unregister(self._stop)
+        self.to_client += self.stream.close(GOING_AWAY, SHUTTING_DOWN)
+        self._note_closing()
+        assert self._close_deadline is not None
+        self._close_deadline = min(self._close_deadline,
+                                   time.monotonic() + SHUTDOWN_CLOSE_TIMEOUT)
 
     def _read_client(self) -> None:
         try:

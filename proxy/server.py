@@ -1,22 +1,31 @@
 """``ProxyServer``: the listening socket and one handler thread per connection.
 
-Holds only immutable ``Settings`` and server-wide state; nothing per-connection lives
-here (websockify stored token targets on its server object, STYLE.md §5 weakness 2).
+Holds only immutable ``Settings`` and server-wide state (live-connection count, upgrade
+count, the shutdown signal); nothing per-connection lives here (websockify stored token
+targets on its server object, STYLE.md §5 weakness 2).
 """
 
 from __future__ import annotations
 
+import errno
 import logging
+import os
 import socket
 import socketserver
 import sys
+import threading
+import time
 from typing import Any
 
 from proxy.errors import StartupError
 from proxy.handler import ProxyRequestHandler
+from proxy.relay import StopSignal
 from proxy.settings import Settings
 
 log = logging.getLogger(__name__)
+
+#: Pause of the accept loop when the process is out of file descriptors.
+ACCEPT_BACKOFF = 0.1  # seconds
 
 
 def resolve_listen(host: str, port: int, prefer_ipv6: bool = False) -> tuple[int, tuple[Any, ...]]:
@@ -38,8 +47,9 @@ def resolve_listen(host: str, port: int, prefer_ipv6: bool = False) -> tuple[int
 class ProxyServer(socketserver.ThreadingTCPServer):
     """A thread per connection; the handler upgrades and relays (see ``proxy.handler``).
 
-    Usable from another program: ``ProxyServer(settings)`` binds at once;
-    ``serve_forever()`` in one thread, ``shutdown()`` and ``server_close()`` from another.
+    Embedding: ``server = ProxyServer(settings)`` binds at once; run
+    ``server.serve_forever()`` in one thread, then ``server.shutdown()`` and
+    ``server.server_close()`` from another (see README.rst, "Embedding").
     """
 
     daemon_threads = True  # live connections must not keep the process alive after exit
@@ -54,20 +64,143 @@ class ProxyServer(socketserver.ThreadingTCPServer):
         bind_and_activate: bool = True,
     ) -> None:
         self.settings = settings
-        self.address_family, address = resolve_listen(
-            settings.listen_host, settings.listen_port, settings.prefer_ipv6
-        )
-        super().__init__(address, handler_class, bind_and_activate)
+        self.stop_signal = StopSignal()
+        self._lock = threading.Lock()
+        self._live = 0  # connections being handled; guarded by _lock
+        self._idle_since = time.monotonic()  # when _live last became 0; guarded by _lock
+        self.upgrades = 0  # connections that reached the 101; guarded by _lock
+        self.last_upgraded = ""
+        self._last_backoff_log = 0.0
+        address: Any
+        if settings.unix_listen:
+            self.address_family, address = socket.AF_UNIX, settings.unix_listen
+        elif settings.inetd:
+            address = ("", 0)
+        else:
+            self.address_family, address = resolve_listen(
+                settings.listen_host, settings.listen_port, settings.prefer_ipv6)
+        inherit = settings.inetd and bind_and_activate
+        try:
+            super().__init__(address, handler_class, bind_and_activate and not inherit)
+        except BaseException:
+            self.stop_signal.close()
+            raise
+        if inherit:
+            self._inherit_listener(0)
+
+    def _inherit_listener(self, fd: int) -> None:
+        """``--inetd``: serve the listening socket passed as ``fd`` (spec §7.8)."""
+        self.socket.close()
+        self.socket = socket.socket(fileno=fd)
+        self.address_family = self.socket.family
+        self.server_address = self.socket.getsockname()
 
     def server_bind(self) -> None:
+        if self.address_family == socket.AF_UNIX:
+            self._bind_unix()
+            return
         # Accepted sockets inherit SO_KEEPALIVE from the listener, as in websockify (§6).
         self.socket.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
         super().server_bind()
 
+    def _bind_unix(self) -> None:
+        """Replace any file at the path; the socket gets exactly the requested mode (§7.8)."""
+        path = str(self.server_address)
+        if os.path.exists(path):
+            os.unlink(path)
+        old_umask = os.umask(0o777)  # no window in which the socket is more open than asked
+        try:
+            self.socket.bind(path)
+        finally:
+            os.umask(old_umask)
+        os.chmod(path, self.settings.unix_listen_mode)
+
+    def close_listener(self) -> None:
+        """Stop accepting; live connections go on. Removes a ``--unix-listen`` file."""
+        if self.socket.fileno() < 0:
+            return
+        super().server_close()
+        # websockify leaves the socket file behind (§13.20).
+        if self.address_family == socket.AF_UNIX and self.settings.unix_listen:
+            try:
+                os.unlink(self.settings.unix_listen)
+            except FileNotFoundError:
+                pass
+
+    def stop_sessions(self) -> None:
+        """Ask every relaying connection to close with 1001 (they exit within ~1 s)."""
+        self.stop_signal.set()
+
+    def server_close(self) -> None:
+        """Close the listener and the shutdown signal; call once serving has stopped."""
+        self.close_listener()
+        self.stop_signal.close()
+
     @property
     def port(self) -> int:
-        """The bound port (useful with port 0)."""
+        """The bound TCP port (useful with port 0)."""
         return int(self.server_address[1])
+
+    # -- connection accounting -----------------------------------------------------
+
+    @property
+    def live_connections(self) -> int:
+        with self._lock:
+            return self._live
+
+    def idle_for(self) -> float:
+        """Seconds since the last connection ended (0 while any is live)."""
+        with self._lock:
+            return 0.0 if self._live else time.monotonic() - self._idle_since
+
+    def note_upgrade(self, client: str) -> None:
+        """Called by a handler once its 101 is sent (for ``--run-once``)."""
+        with self._lock:
+            self.upgrades += 1
+            self.last_upgraded = client
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        with self._lock:
+            self._live += 1
+        if self.settings.run_once:
+            # websockify handles --run-once connections in its own process, one at a time.
+            self.process_request_thread(request, client_address)
+            return
+        try:
+            super().process_request(request, client_address)
+        except BaseException:
+            self._connection_done()  # no thread started (e.g. the thread limit)
+            raise
+
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self._connection_done()
+
+    def _connection_done(self) -> None:
+        with self._lock:
+            self._live -= 1
+            if not self._live:
+                self._idle_since = time.monotonic()
+
+    # -- hooks -------------------------------------------------------------------------
+
+    def get_request(self) -> tuple[socket.socket, Any]:
+        try:
+            return self.socket.accept()
+        except OSError as exc:
+            if exc.errno in (errno.EMFILE, errno.ENFILE):
+                self._back_off(exc)
+            raise
+
+    def _back_off(self, exc: OSError) -> None:
+        """Out of file descriptors: the listener stays readable, so pause instead of spinning."""
+        now = time.monotonic()
+        if now - self._last_backoff_log >= 1.0:
+            self._last_backoff_log = now
+            log.warning("accept failed: %s; pausing new connections", exc.strerror)
+        time.sleep(ACCEPT_BACKOFF)
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         """The one catch-all per thread: websockify's line, the traceback only with -v."""

@@ -36,16 +36,32 @@ class TextFrames(enum.Enum):
 
 @dataclass(frozen=True)
 class Settings:
-    """Everything a connection needs to know; see ``proxy.cli`` for the option names."""
+    """Everything the server and a connection need; ``proxy.cli`` maps options onto it.
+
+    Paths are absolute (``cli`` resolves them at start, so nothing depends on the
+    working directory later, spec §13.14).
+    """
 
     listen_host: str = ""
     listen_port: int = 0
+    #: ``--unix-listen``: path of a Unix stream socket to listen on instead of TCP.
+    unix_listen: str | None = None
+    unix_listen_mode: int = 0o600
+    #: ``--inetd``: fd 0 is an already listening socket.
+    inetd: bool = False
     target_host: str = ""
     target_port: int = 0
+    #: ``--unix-target``: path of a Unix stream socket to connect to instead of TCP.
+    unix_target: str | None = None
+    #: The command after ``--`` (wrap mode, spec §7.9); empty = no wrap.
+    wrap_cmd: tuple[str, ...] = ()
     verbose: bool = False
     prefer_ipv6: bool = False
     text_frames: TextFrames = TextFrames.ACCEPT
     heartbeat: float = 0.0  # seconds; 0 = off
+    run_once: bool = False
+    timeout: float = 0.0  # seconds after start to stop accepting; 0 = off
+    idle_timeout: float = 0.0  # seconds without a live connection before exit; 0 = off
     first_byte_timeout: float = FIRST_BYTE_TIMEOUT
     request_timeout: float = REQUEST_TIMEOUT
     connect_timeout: float = CONNECT_TIMEOUT
@@ -56,9 +72,19 @@ class Settings:
 
     @property
     def listen_display(self) -> str:
-        """The listen address as websockify prints it (``:6080`` when no host, spec §3.2)."""
+        """The listen address as websockify prints it (``:6080`` when no host, spec §3.2).
+
+        For ``--unix-listen`` the path (websockify prints ``:None``, §13.20).
+        """
+        if self.inetd:
+            return "inetd"
+        if self.unix_listen:
+            return self.unix_listen
         return f"{self.listen_host}:{self.listen_port}"
 
     @property
     def target_display(self) -> str:
+        """The target as the logs name it: ``host:port`` or the Unix socket path."""
+        if self.unix_target:
+            return self.unix_target
         return f"{self.target_host}:{self.target_port}"

@@ -38,3 +38,20 @@ def open_target(host: str, port: int, timeout: float) -> socket.socket:
         sock.close()
         raise TargetError(str(exc)) from exc
     return sock
+
+
+def open_unix_target(path: str, timeout: float) -> socket.socket:
+    """Connect to the Unix stream socket at ``path`` (``--unix-target``, spec §7.8).
+
+    Raises:
+        TargetError: the socket could not be reached.
+    """
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        sock.settimeout(timeout)
+        sock.connect(path)
+        sock.settimeout(None)
+    except OSError as exc:
+        sock.close()
+        raise TargetError(str(exc)) from exc
+    return sock

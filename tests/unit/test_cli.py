@@ -85,3 +85,137 @@ def test_environment_variables_set_options(monkeypatch: pytest.MonkeyPatch) -> N
     monkeypatch.setenv("WEBSOCKIFY_TEXT_FRAMES", "reject")
     assert parse_cli(["1", "h:2"]).text_frames is TextFrames.REJECT
     assert parse_cli(["--text-frames", "accept", "1", "h:2"]).text_frames is TextFrames.ACCEPT
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--token-source", "x", "1", "h:2"], "You must use --token-plugin to use --token-source"),
+        (["--host-token", "1", "h:2"], "You must use --token-plugin to use --host-token"),
+        (["--auth-source", "x", "1", "h:2"], "You must use --auth-plugin to use --auth-source"),
+        (["--web-auth", "1", "h:2"], "You must use --auth-plugin to use --web-auth"),
+        (["--web-auth", "--auth-plugin", "X", "1", "h:2"], "You must use --web to use --web-auth"),
+        (["--legacy-syslog", "1", "h:2"], "You must use --syslog to use --legacy-syslog"),
+        (["--syslog", "host:notint", "1", "h:2"], "Error parsing syslog port"),
+        (["--ssl-only", "1", "h:2"], "SSL only and self.pem not found"),
+        (["--unix-listen", "s", "--unix-listen-mode", "9x"], "Error parsing listen unix socket mode"),
+        (["--unix-listen", "s", "6080", "h:p"], "Error parsing target"),
+        (["--ssl-version", "tlsv1_0", "1", "h:2"],
+         "option --ssl-version: invalid choice: 'tlsv1_0' "
+         "(choose from 'default', 'tlsv1_1', 'tlsv1_2', 'tlsv1_3')"),
+        (["--wrap-mode", "x", "1", "h:2"],
+         "option --wrap-mode: invalid choice: 'x' (choose from 'exit', 'ignore', 'respawn')"),
+        (["--timeout", "abc", "1", "h:2"], "option --timeout: invalid integer value: 'abc'"),
+        (["--idle-timeout=abc", "1", "h:2"], "option --idle-timeout: invalid integer value: 'abc'"),
+        (["--heartbeat", "1.5", "1", "h:2"], "option --heartbeat: invalid integer value: '1.5'"),
+        (["1", "h:2", "--timeout"], "--timeout option requires 1 argument"),
+        (["--verbose=yes", "1", "h:2"], "--verbose option does not take a value"),
+        (["--t", "1", "1", "h:2"], "ambiguous option: --t (--target-config, --text-frames, "
+                                   "--timeout, --token-plugin, --token-source, --traffic?)"),
+        (["6080", "--"], "Too few arguments"),
+        (["--token-plugin", "T", "6080", "extra"], "Too many arguments"),
+    ],
+)
+def test_option_checks_match_websockify(argv: list[str], message: str,
+                                        capsys: pytest.CaptureFixture[str]) -> None:
+    """Spec §2.4, in websockify's order and words."""
+    with pytest.raises(SystemExit) as info:
+        parse_cli(argv)
+    assert info.value.code == 2
+    assert capsys.readouterr().err == f"{USAGE}\nwebsockify: error: {message}\n"
+
+
+def test_abbreviations_websockify_accepted_keep_their_meaning() -> None:
+    """`--tr` was --traffic in 0.13.0, even though --text-frames shares the prefix now."""
+    from proxy.cli import parse_args
+
+    _settings, opts = parse_args(["--tr", "--verb", "--heart", "5", "--run", "1", "h:2"])
+    assert opts.traffic and opts.verbose and opts.heartbeat == 5 and opts.run_once
+    _settings, opts = parse_args(["--idle", "3", "--prefer", "--libs", "1", "h:2"])
+    assert opts.idle_timeout == 3 and opts.prefer_ipv6 and opts.libserver
+
+
+def test_values_that_begin_with_a_dash_are_accepted_as_optparse_did() -> None:
+    from proxy.cli import parse_args
+
+    _settings, opts = parse_args(["1", "h:2", "--key-password", "-secret", "--cert", "--x"])
+    assert opts.key_password == "-secret"
+    assert opts.cert == "--x"
+
+
+def test_integers_are_read_as_optparse_reads_them() -> None:
+    assert parse_cli(["--heartbeat", "010", "1", "h:2"]).heartbeat == 8
+    assert parse_cli(["--heartbeat", "0x10", "1", "h:2"]).heartbeat == 16
+    assert parse_cli(["--timeout=12", "1", "h:2"]).timeout == 12
+
+
+@pytest.mark.parametrize(
+    ("argv", "wrap"),
+    [
+        (["6080", "--", "vncserver", "-geometry", "800x600", ":1"],
+         ("vncserver", "-geometry", "800x600", ":1")),
+        (["6080", "--", "cmd", "--", "x"], ("cmd", "--", "x")),
+        (["-v", "6080", "--", "cmd", "-h"], ("cmd", "-h")),
+    ],
+)
+def test_wrap_commands_are_split_at_the_first_double_dash(argv: list[str],
+                                                          wrap: tuple[str, ...]) -> None:
+    settings = parse_cli(argv)
+    assert settings.wrap_cmd == wrap
+    assert settings.listen_port == 6080
+
+
+def test_unix_listen_and_inetd_take_no_listen_positional(tmp_path: object) -> None:
+    settings = parse_cli(["--unix-listen", "a.sock", "--unix-listen-mode", "660", "h:2"])
+    assert settings.unix_listen is not None and settings.unix_listen.endswith("/a.sock")
+    assert settings.unix_listen_mode == 0o660
+    assert (settings.target_host, settings.target_port) == ("h", 2)
+    settings = parse_cli(["--inetd", "--unix-target", "t.sock"])
+    assert settings.inetd and settings.unix_target is not None
+    assert settings.listen_display == "inetd"
+
+
+def test_a_config_file_and_the_environment_set_options_with_cli_precedence(
+        tmp_path: object, monkeypatch: pytest.MonkeyPatch) -> None:
+    import pathlib
+
+    config = pathlib.Path(str(tmp_path)) / "ws.conf"
+    config.write_text("heartbeat = 3\nidle-timeout = 9\nverbose = true\n")
+    settings = parse_cli(["--config", str(config), "1", "h:2"])
+    assert (settings.heartbeat, settings.idle_timeout, settings.verbose) == (3, 9, True)
+    monkeypatch.setenv("WEBSOCKIFY_HEARTBEAT", "4")
+    settings = parse_cli(["--config", str(config), "1", "h:2"])
+    assert settings.heartbeat == 4  # env beats the file
+    settings = parse_cli(["--config", str(config), "--heartbeat", "5", "1", "h:2"])
+    assert settings.heartbeat == 5  # the command line beats both
+
+
+def test_an_unknown_config_file_key_is_a_usage_error(tmp_path: object,
+                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    import pathlib
+
+    config = pathlib.Path(str(tmp_path)) / "ws.conf"
+    config.write_text("no-such-thing = 1\n")
+    with pytest.raises(SystemExit) as info:
+        parse_cli(["--config", str(config), "1", "h:2"])
+    assert info.value.code == 2
+    assert capsys.readouterr().err.endswith("websockify: error: no such option: --no-such-thing\n")
+
+
+def test_help_starts_with_the_usage_block_and_lists_options_in_websockify_order(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as info:
+        parse_cli(["-h"])
+    assert info.value.code == 0
+    out = capsys.readouterr().out
+    assert out.startswith(USAGE + "\nOptions:\n  -h, --help")
+    order = ["--verbose", "--traffic", "--record", "--daemon", "--run-once", "--timeout",
+             "--idle-timeout", "--cert", "--key ", "--key-password", "--ssl-only", "--ssl-target",
+             "--verify-client", "--cafile", "--ssl-version", "--ssl-ciphers", "--unix-listen ",
+             "--unix-listen-mode", "--unix-target", "--inetd", "--web ", "--web-auth",
+             "--wrap-mode", "--prefer-ipv6", "--libserver", "--target-config", "--token-plugin",
+             "--token-source", "--host-token", "--auth-plugin", "--auth-source", "--heartbeat",
+             "--log-file", "--syslog", "--legacy-syslog", "--file-only"]
+    options = out[len(USAGE):]
+    positions = [options.index(name) for name in order]
+    assert positions == sorted(positions)

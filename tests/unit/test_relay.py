@@ -13,7 +13,7 @@ from wsproto import WSConnection
 from wsproto.events import BytesMessage, CloseConnection, Event, Message, Ping, Pong
 
 from proxy.frames import ClientStream, CloseInfo
-from proxy.relay import Limits, Relay, close_session
+from proxy.relay import Limits, Relay, StopSignal, close_session
 from tests.conftest import TIMEOUT
 from tests.unit.helpers import open_pair, raw_frame
 
@@ -56,13 +56,14 @@ class Rig:
 
 @contextmanager
 def rig(limits: Limits = Limits(close_timeout=TIMEOUT), leftover: bytes = b"",
-        **stream_args: object) -> Iterator[Rig]:
+        stop: StopSignal | None = None, **stream_args: object) -> Iterator[Rig]:
     client, server = open_pair()
     client_app, client_end = socket.socketpair()
     target_end, target_app = socket.socketpair()
     for sock in (client_app, target_app):
         sock.settimeout(TIMEOUT)
-    relay = Relay(client_end, target_end, ClientStream(server, **stream_args), limits)  # type: ignore[arg-type]
+    relay = Relay(client_end, target_end, ClientStream(server, **stream_args),  # type: ignore[arg-type]
+                  limits, stop)
     r = Rig(client, client_app, target_app, relay)
 
     def run() -> None:
@@ -204,3 +205,17 @@ def test_close_session_sends_1011_and_waits_for_the_reply() -> None:
     finally:
         client_app.close()
         client_end.close()
+
+
+def test_the_stop_signal_closes_every_session_with_1001() -> None:
+    stop = StopSignal()
+    try:
+        with rig(stop=stop) as first, rig(stop=stop) as second:
+            stop.set()
+            for r in (first, second):
+                close = r.events(CloseConnection)[-1]
+                assert close == CloseConnection(code=1001, reason="Server shutting down")
+                r.send(r.client.send(close.response()))
+                assert r.target_app.recv(10) == b""
+    finally:
+        stop.close()

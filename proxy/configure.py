@@ -1,0 +1,143 @@
+"""Turn parsed options into ``Settings`` with websockify's checks, order and messages.
+
+Pure apart from reading the file system for the ``--ssl-only`` certificate check (as
+websockify does) and making paths absolute. Every message here is a usage error
+(exit 2) whose text is fixed by spec §2.4.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import NoReturn
+
+from proxy.settings import Settings, TextFrames
+
+Error = Callable[[str], NoReturn]
+
+
+@dataclass(frozen=True)
+class Positionals:
+    """What the positional arguments say (spec §2.3)."""
+
+    listen_host: str = ""
+    listen_port: int = 0
+    target_host: str = ""
+    target_port: int = 0
+    wrap_cmd: tuple[str, ...] = ()
+
+
+def split_address(value: str) -> tuple[str, str] | None:
+    """``host:port`` split at the last colon with brackets stripped; None without a colon."""
+    if ":" not in value:
+        return None
+    host, port = value.rsplit(":", 1)
+    return host.strip("[]"), port
+
+
+def check_requirements(opts: argparse.Namespace, error: Error) -> None:
+    """The "You must use X to use Y" family, in websockify's order (spec §2.4)."""
+    pairs = [
+        (opts.token_source, opts.token_plugin, "--token-plugin", "--token-source"),
+        (opts.host_token, opts.token_plugin, "--token-plugin", "--host-token"),
+        (opts.auth_source, opts.auth_plugin, "--auth-plugin", "--auth-source"),
+        (opts.web_auth, opts.auth_plugin, "--auth-plugin", "--web-auth"),
+        (opts.web_auth, opts.web, "--web", "--web-auth"),
+        (opts.legacy_syslog, opts.syslog, "--syslog", "--legacy-syslog"),
+    ]
+    for used, required, required_name, used_name in pairs:
+        if used and not required:
+            error(f"You must use {required_name} to use {used_name}")
+    if opts.syslog and ":" in opts.syslog:
+        try:
+            int(opts.syslog.rsplit(":", 1)[1])
+        except ValueError:
+            error("Error parsing syslog port")
+    if opts.ssl_only and not os.path.exists(opts.cert):
+        error(f"SSL only and {opts.cert} not found")
+
+
+def parse_unix_mode(opts: argparse.Namespace, error: Error) -> int:
+    """``--unix-listen-mode`` as octal (websockify's ``int(mode, 8)``)."""
+    try:
+        return int(opts.unix_listen_mode, 8)
+    except (TypeError, ValueError):
+        error("Error parsing listen unix socket mode")
+
+
+def parse_positionals(opts: argparse.Namespace, args: list[str], wrap: bool,
+                      error: Error) -> Positionals:
+    """websockify's positional rules and messages (spec §2.3, §2.4).
+
+    Unlike websockify, the wrapped command is what follows the listen address, so
+    ``--unix-listen``/``--inetd`` no longer drop its first word (§2.3 quirk).
+    """
+    args = list(args)
+    listen_host, listen_port = "", 0
+    if not (opts.inetd or opts.unix_listen):
+        if not args:
+            error("Too few arguments")
+        first = args.pop(0)
+        listen_host, port_text = split_address(first) or ("", first)
+        try:
+            listen_port = int(port_text)
+        except ValueError:
+            error("Error parsing listen port")
+    wrap_cmd = tuple(args) if wrap else ()
+    if wrap_cmd or opts.unix_target or opts.token_plugin:
+        if args and not wrap_cmd:
+            error("Too many arguments")
+        return Positionals(listen_host, listen_port, wrap_cmd=wrap_cmd)
+    if not args:
+        error("Too few arguments")
+    target = split_address(args[0])
+    if target is None:
+        error("Error parsing target")
+    try:
+        target_port = int(target[1])
+    except ValueError:
+        error("Error parsing target port")
+    if len(args) > 1:
+        error("Too many arguments")
+    return Positionals(listen_host, listen_port, target[0], target_port)
+
+
+def _absolute(path: str | None) -> str | None:
+    return os.path.abspath(path) if path else None
+
+
+def settings_from(opts: argparse.Namespace, args: list[str], wrap: bool,
+                  error: Error) -> Settings:
+    """Check ``opts`` and the positionals ``args`` as websockify does; build ``Settings``.
+
+    Args:
+        wrap: a literal ``--`` was on the command line (wrap mode, spec §2.3).
+        error: reports a usage error and does not return (exit 2).
+    """
+    if opts.target_config:
+        # Deprecated alias, applied before the checks as websockify does (spec §2.2).
+        opts.token_plugin = "TokenFile"
+        opts.token_source = os.path.abspath(opts.target_config)
+    check_requirements(opts, error)
+    mode = parse_unix_mode(opts, error) if opts.unix_listen else 0o600
+    pos = parse_positionals(opts, args, wrap, error)
+    return Settings(
+        listen_host=pos.listen_host,
+        listen_port=pos.listen_port,
+        unix_listen=_absolute(opts.unix_listen),
+        unix_listen_mode=mode,
+        inetd=opts.inetd,
+        target_host=pos.target_host,
+        target_port=pos.target_port,
+        unix_target=_absolute(opts.unix_target),
+        wrap_cmd=pos.wrap_cmd,
+        verbose=opts.verbose,
+        prefer_ipv6=opts.prefer_ipv6,
+        text_frames=TextFrames(opts.text_frames),
+        heartbeat=float(opts.heartbeat),
+        run_once=opts.run_once,
+        timeout=float(opts.timeout),
+        idle_timeout=float(opts.idle_timeout),
+    )
