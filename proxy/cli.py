@@ -34,12 +34,11 @@ WRAP_MODES = ("exit", "ignore", "respawn")
 
 #: Options parsed now whose feature lands with a later issue: refused, never ignored.
 NOT_IMPLEMENTED = {
-    "traffic": "--traffic", "record": "--record", "daemon": "--daemon",
+    "daemon": "--daemon",
     "key": "--key", "key_password": "--key-password", "ssl_only": "--ssl-only",
     "ssl_target": "--ssl-target", "verify_client": "--verify-client", "cafile": "--cafile",
     "ssl_version": "--ssl-version", "ssl_ciphers": "--ssl-ciphers", "web": "--web",
-    "web_auth": "--web-auth", "wrap_mode": "--wrap-mode", "token_plugin": "--token-plugin",
-    "auth_plugin": "--auth-plugin", "log_file": "--log-file", "syslog": "--syslog",
+    "web_auth": "--web-auth", "wrap_mode": "--wrap-mode",
     "file_only": "--file-only",
 }
 
@@ -144,6 +143,13 @@ def build_parser() -> Parser:
     add("--legacy-syslog", help="use the old syslog protocol instead of RFC 5424", **flag)
     add("--file-only", help="use this to disable directory listings in the web server", **flag)
     # Ours (not in websockify 0.13.0).
+    add("--silent-token-errors", **flag,
+        help="on a missing or unknown token close without an HTTP answer, as websockify "
+             "does (default: 400 or 404)")
+    add("--traffic-dump", **flag,
+        help="log a hex+ASCII dump of what each read carried (direction, connection, size)")
+    add("--traffic-dump-bytes", type=optparse_int, default=64, metavar="N",
+        help="bytes shown per --traffic-dump entry (default 64)")
     add("--text-frames", type=choice(*(m.value for m in TextFrames)), default="accept",
         help="accept: forward complete, valid UTF-8 text messages (default); "
              "reject: close 1003 as websockify does")
@@ -199,7 +205,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if missing:
         sys.stderr.write(f"{PROG}: not implemented yet: {missing}\n")
         return 1
-    logsetup.configure(settings.verbose)
+    logsetup.configure(settings)
     if opts.libserver:
         # websockify's --libserver engine is broken (spec §7.10); ours is always threaded.
         logging.getLogger(__name__).warning("warning: --libserver ignored: connections are "

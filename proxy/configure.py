@@ -108,6 +108,13 @@ def _absolute(path: str | None) -> str | None:
     return os.path.abspath(path) if path else None
 
 
+def _syslog_address(value: str | None) -> str | None:
+    """``host:port`` stays as given; a socket path is made absolute (spec §3.6)."""
+    if not value or ":" in value:
+        return value
+    return os.path.abspath(value)
+
+
 def settings_from(opts: argparse.Namespace, args: list[str], wrap: bool,
                   error: Error) -> Settings:
     """Check ``opts`` and the positionals ``args`` as websockify does; build ``Settings``.
@@ -133,10 +140,22 @@ def settings_from(opts: argparse.Namespace, args: list[str], wrap: bool,
         target_port=pos.target_port,
         unix_target=_absolute(opts.unix_target),
         wrap_cmd=pos.wrap_cmd,
+        token_plugin=opts.token_plugin,
+        token_source=opts.token_source,
+        host_token=opts.host_token,
+        silent_token_errors=opts.silent_token_errors,
+        auth_plugin=opts.auth_plugin,
+        auth_source=opts.auth_source,
         verbose=opts.verbose,
         prefer_ipv6=opts.prefer_ipv6,
         text_frames=TextFrames(opts.text_frames),
         heartbeat=float(opts.heartbeat),
+        traffic=opts.traffic,
+        traffic_dump=opts.traffic_dump_bytes if opts.traffic_dump else 0,
+        record=_absolute(opts.record),
+        log_file=_absolute(opts.log_file),
+        syslog=_syslog_address(opts.syslog),
+        legacy_syslog=opts.legacy_syslog,
         run_once=opts.run_once,
         timeout=float(opts.timeout),
         idle_timeout=float(opts.idle_timeout),

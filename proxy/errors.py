@@ -40,10 +40,13 @@ class HandshakeError(ProxyError):
         status: HTTPStatus | int,
         reason: str | None = None,
         headers: Sequence[tuple[str, str]] = (),
+        log_line: str | None = None,
     ) -> None:
         self.status = HTTPStatus(status)
         self.reason = reason
         self.headers = tuple(headers)
+        #: A line to log without the request prefix (websockify's token and auth lines).
+        self.log_line = log_line
         super().__init__(f"{self.status.value} {reason or self.status.phrase}")
 
 
@@ -53,6 +56,15 @@ class RequestTimeout(ProxyError):
     Deliberately not a TimeoutError: http.server swallows those with its own log line,
     and we answer 408 instead (websockify has no deadline after the first byte, §13.8).
     """
+
+
+class TokenError(HandshakeError):
+    """No token, or an unknown one (spec §8.1).
+
+    websockify logs ``<client>: Token not present`` / ``Token '<t>' not found`` and
+    closes without any response; we answer ``status`` unless the silent close is chosen.
+    """
+
 
 
 class TargetError(ProxyError):

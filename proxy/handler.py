@@ -11,13 +11,15 @@ import logging
 import socket
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from proxy import handshake
-from proxy.errors import HandshakeError, RequestTimeout, TargetError
+from proxy import access, handshake
+from proxy.errors import HandshakeError, RequestTimeout, TargetError, TokenError
 from proxy.frames import CONNECT_FAILED, INTERNAL_ERROR, TARGET_CLOSED, ClientStream, CloseInfo
 from proxy.httpio import RequestReader, SocketWriter
 from proxy.relay import Limits, Relay, close_session
+from proxy.settings import Target
 from proxy.targets import open_target, open_unix_target, tune_tcp
 
 if TYPE_CHECKING:
@@ -70,6 +72,11 @@ class ProxyRequestHandler(BaseHTTPRequestHandler):
             return
         self.close_connection = True
         try:
+            target = access.resolve_target(self.settings, self.server.token_plugin, self.path,
+                                           self.headers)
+            if self.server.auth_plugin is not None:
+                access.strip_client_cert_headers(self.headers, None)
+                access.authenticate(self.server.auth_plugin, self.headers, target)
             upgrade = handshake.check_upgrade(self.headers)
             ws, response = handshake.accept(upgrade, self._standard_headers())
         except HandshakeError as exc:
@@ -85,7 +92,7 @@ class ProxyRequestHandler(BaseHTTPRequestHandler):
         stream = ClientStream(
             ws, upgrade.mode, self.settings.text_frames, self.settings.max_message_size
         )
-        self._proxy(stream)
+        self._proxy(stream, target)
 
     def do_HEAD(self) -> None:
         self.send_error(HTTPStatus.METHOD_NOT_ALLOWED)
@@ -98,42 +105,62 @@ class ProxyRequestHandler(BaseHTTPRequestHandler):
 
     def _reject(self, exc: HandshakeError) -> None:
         """The one place a HandshakeError becomes an HTTP answer."""
-        self.send_error(exc.status, exc.reason)
+        if isinstance(exc, TokenError):
+            # websockify logs these without the request prefix (spec §3.3).
+            log.info("%s: %s", self.address_string(), exc.log_line)
+        elif exc.log_line:
+            log.info("%s", exc.log_line)
+        if isinstance(exc, TokenError) and self.settings.silent_token_errors:
+            return  # websockify's answer: close the TCP connection, no response (§8.1)
+        self.send_error(exc.status, exc.reason, headers=exc.headers)
 
-    def _connect(self) -> socket.socket:
+    def send_error(self, code: int, message: str | None = None, explain: str | None = None,
+                   headers: Sequence[tuple[str, str]] = ()) -> None:
+        """http.server's error page, plus headers an auth plugin asked for (spec §9.1)."""
+        self._extra_headers = headers
+        try:
+            super().send_error(code, message, explain)
+        finally:
+            self._extra_headers = ()
+
+    def end_headers(self) -> None:
+        for name, value in getattr(self, "_extra_headers", ()):
+            self.send_header(name, value)
+        super().end_headers()
+
+    def _connect(self, target: Target) -> socket.socket:
         """Open the target, logging websockify's lines (spec §3.3)."""
-        s = self.settings
-        if s.unix_target:
-            self.log_message("connecting to unix socket: %s", s.unix_target)
-            return open_unix_target(s.unix_target, s.connect_timeout)
-        self.log_message("connecting to: %s", s.target_display)
-        return open_target(s.target_host, s.target_port, s.connect_timeout)
+        timeout = self.settings.connect_timeout
+        if target.unix_socket:
+            self.log_message("connecting to unix socket: %s", target.unix_socket)
+            return open_unix_target(target.unix_socket, timeout)
+        self.log_message("connecting to: %s", target.display)
+        return open_target(target.host, target.port, timeout)
 
-    def _proxy(self, stream: ClientStream) -> None:
+    def _proxy(self, stream: ClientStream, target: Target) -> None:
         """Connect the target after the 101 (spec §4.3 step 5) and relay until closed."""
         s = self.settings
         limits = Limits(s.high_water, s.recv_size, s.heartbeat, s.close_timeout)
         try:
-            target = self._connect()
+            sock = self._connect(target)
         except TargetError as exc:
             # websockify prints "None:None" for a Unix target here; we print its path.
-            self.log_message("Failed to connect to %s: %s", s.target_display, exc)
+            self.log_message("Failed to connect to %s: %s", target.display, exc)
             close_session(self.request, stream, INTERNAL_ERROR, CONNECT_FAILED, limits)
             return
-        relay = Relay(self.request, target, stream, limits, self.server.stop_signal)
+        relay = Relay(self.request, sock, stream, limits, self.server.stop_signal)
         try:
             info = relay.run(self.rfile.take_buffered())
         finally:
-            _close(target)
-        self._log_close(info)
+            _close(sock)
+        self._log_close(info, target)
 
-    def _log_close(self, info: CloseInfo) -> None:
-        target = self.settings.target_display
+    def _log_close(self, info: CloseInfo, target: Target) -> None:
         if info.by_client:
-            self.log_verbose("%s: Client closed connection", target)
+            self.log_verbose("%s: Client closed connection", target.display)
         elif info.reason == TARGET_CLOSED:
-            self.log_verbose("%s: Target closed connection", target)
-        self.log_verbose("%s: Closed target", target)
+            self.log_verbose("%s: Target closed connection", target.display)
+        self.log_verbose("%s: Closed target", target.display)
 
     def address_string(self) -> str:
         """The peer IP; for ``--unix-listen`` the socket path, as websockify logs (§3.1)."""

@@ -18,6 +18,7 @@ import ssl
 import threading
 import time
 from dataclasses import dataclass
+from typing import Protocol
 
 from proxy.frames import (ABNORMAL, GOING_AWAY, NORMAL, SHUTTING_DOWN, TARGET_CLOSED,
                           ClientStream, CloseInfo)
@@ -75,6 +76,27 @@ class StopSignal:
         self._writer.close()
 
 
+class Tap(Protocol):
+    """Watches a relay's data (``--traffic``, ``--traffic-dump``, ``--record``).
+
+    Called in the relay's thread, only when one is configured: without a tap the relay
+    pays one ``is None`` test per event (issue #4: debugging costs nothing when off).
+    """
+
+    def from_client(self, data: bytes, messages: int) -> None:
+        """One read from the client: ``data`` is what it yields for the target (may be
+        empty), ``messages`` how many data messages it completed."""
+
+    def from_target(self, data: bytes) -> None:
+        """One read from the target (becomes one frame to the client)."""
+
+    def sent_to_target(self, complete: bool) -> None:
+        """A write to the target; ``complete`` when nothing is left queued for it."""
+
+    def sent_to_client(self, complete: bool) -> None:
+        """A write to the client; ``complete`` when nothing is left queued for it."""
+
+
 def _recv(sock: socket.socket, size: int) -> bytes | None:
     """One read; b"" at EOF, None when nothing is there yet. OSError propagates."""
     try:
@@ -109,6 +131,7 @@ class Relay:
         stream: ClientStream,
         limits: Limits = Limits(),
         stop: StopSignal | None = None,
+        tap: Tap | None = None,
     ) -> None:
         self.client = client
         self.target = target
@@ -127,6 +150,7 @@ class Relay:
         self._close_deadline: float | None = None
         self._next_ping = time.monotonic() + limits.heartbeat if limits.heartbeat > 0 else None
         self._stop = stop
+        self._tap = tap
 
     def run(self, leftover: bytes = b"") -> CloseInfo:
         """Relay until the session is closed on both sides or the close deadline passes.
@@ -191,25 +215,32 @@ class Relay:
         out = self.stream.receive(data or None)
         self.to_target += out.to_target
         self.to_client += out.to_client
+        if self._tap is not None and data:
+            self._tap.from_client(bytes(out.to_target), out.messages)
         self._note_closing()
 
     def _read_target(self) -> None:
         try:
             data = _recv(self.target, self.limits.recv_size)
         except OSError:
-            self._target_lost = True
-            self.to_target.clear()
-            data = b""
+            self._lose_target()
+            return
         if data is None:
             return
         if data:
             self.received_from_target += len(data)
             self.to_client += self.stream.send_data(data)
+            if self._tap is not None:
+                self._tap.from_target(data)
             return
-        # Target EOF: what it sent is already queued; the Close goes after it (§5.3).
-        self._target_readable = False
-        self.to_client += self.stream.close(NORMAL, TARGET_CLOSED)
-        self._note_closing()
+        self._end_target()
+
+    def _end_target(self) -> None:
+        """Target EOF or failure: what it sent is already queued; the Close goes after it."""
+        if self._target_readable:
+            self._target_readable = False
+            self.to_client += self.stream.close(NORMAL, TARGET_CLOSED)  # spec §5.3
+            self._note_closing()
 
     # -- writing -------------------------------------------------------------------
 
@@ -219,16 +250,23 @@ class Relay:
                 _send(self.client, self.to_client)
             except OSError:
                 self._lose_client()
+            else:
+                if self._tap is not None:
+                    self._tap.sent_to_client(not self.to_client)
         if self.to_target and not self._target_lost:
             try:
                 _send(self.target, self.to_target)
             except OSError:
-                self._target_lost = True
-                self.to_target.clear()
-                if self._target_readable:
-                    self._target_readable = False
-                    self.to_client += self.stream.close(NORMAL, TARGET_CLOSED)
-                    self._note_closing()
+                self._lose_target()
+            else:
+                if self._tap is not None:
+                    self._tap.sent_to_target(not self.to_target)
+
+    def _lose_target(self) -> None:
+        """The target socket failed (reset): drop what it was owed and end the session."""
+        self._target_lost = True
+        self.to_target.clear()
+        self._end_target()
 
     def _lose_client(self) -> None:
         """The client socket failed (reset, broken pipe): end the session as 1006."""

@@ -19,6 +19,7 @@ from typing import Any
 
 from proxy.errors import StartupError
 from proxy.handler import ProxyRequestHandler
+from proxy.plugins import load_plugin
 from proxy.relay import StopSignal
 from proxy.settings import Settings
 
@@ -44,6 +45,10 @@ def resolve_listen(host: str, port: int, prefer_ipv6: bool = False) -> tuple[int
     return family, address
 
 
+def _plugin(name: str | None, kind: str, source: str | None) -> Any:
+    return load_plugin(name, kind, source) if name else None
+
+
 class ProxyServer(socketserver.ThreadingTCPServer):
     """A thread per connection; the handler upgrades and relays (see ``proxy.handler``).
 
@@ -64,6 +69,9 @@ class ProxyServer(socketserver.ThreadingTCPServer):
         bind_and_activate: bool = True,
     ) -> None:
         self.settings = settings
+        # Plugins are built once and shared by every connection thread (spec §8.1, §9.1).
+        self.token_plugin = _plugin(settings.token_plugin, "token", settings.token_source)
+        self.auth_plugin = _plugin(settings.auth_plugin, "auth", settings.auth_source)
         self.stop_signal = StopSignal()
         self._lock = threading.Lock()
         self._live = 0  # connections being handled; guarded by _lock

@@ -25,6 +25,20 @@ HIGH_WATER = 256 * 1024  # bytes
 RECV_SIZE = 64 * 1024  # bytes
 
 
+@dataclass(frozen=True)
+class Target:
+    """Where one connection goes: TCP ``host:port`` or a Unix socket path."""
+
+    host: str = ""
+    port: int = 0
+    unix_socket: str | None = None
+
+    @property
+    def display(self) -> str:
+        """As the logs name it: ``host:port`` or the socket path."""
+        return self.unix_socket if self.unix_socket else f"{self.host}:{self.port}"
+
+
 class TextFrames(enum.Enum):
     """What to do with text messages from the client (issue #3; websockify §13.1)."""
 
@@ -53,12 +67,30 @@ class Settings:
     target_port: int = 0
     #: ``--unix-target``: path of a Unix stream socket to connect to instead of TCP.
     unix_target: str | None = None
+    #: Token plugin name and source (spec §8); ``--target-config`` is mapped onto these.
+    token_plugin: str | None = None
+    token_source: str | None = None
+    host_token: bool = False
+    #: Close silently on a missing/unknown token, as websockify does (default: HTTP 400/404).
+    silent_token_errors: bool = False
+    auth_plugin: str | None = None
+    auth_source: str | None = None
     #: The command after ``--`` (wrap mode, spec §7.9); empty = no wrap.
     wrap_cmd: tuple[str, ...] = ()
     verbose: bool = False
     prefer_ipv6: bool = False
     text_frames: TextFrames = TextFrames.ACCEPT
     heartbeat: float = 0.0  # seconds; 0 = off
+    #: ``--traffic``: websockify's per-event markers on stdout (spec §3.4).
+    traffic: bool = False
+    #: ``--traffic-dump``: log a hex+ASCII dump of each read, at most this many bytes; 0 = off.
+    traffic_dump: int = 0
+    #: ``--record``: absolute path prefix of per-session recordings (spec §7.4).
+    record: str | None = None
+    log_file: str | None = None
+    #: ``--syslog``: ``host:port`` (UDP) or a socket path (spec §3.6).
+    syslog: str | None = None
+    legacy_syslog: bool = False
     run_once: bool = False
     timeout: float = 0.0  # seconds after start to stop accepting; 0 = off
     idle_timeout: float = 0.0  # seconds without a live connection before exit; 0 = off
@@ -81,6 +113,11 @@ class Settings:
         if self.unix_listen:
             return self.unix_listen
         return f"{self.listen_host}:{self.listen_port}"
+
+    @property
+    def target(self) -> Target:
+        """The configured target (token plugins choose one per connection instead)."""
+        return Target(self.target_host, self.target_port, self.unix_target)
 
     @property
     def target_display(self) -> str:

@@ -111,7 +111,8 @@ def test_environment_variables_set_options(monkeypatch: pytest.MonkeyPatch) -> N
         (["1", "h:2", "--timeout"], "--timeout option requires 1 argument"),
         (["--verbose=yes", "1", "h:2"], "--verbose option does not take a value"),
         (["--t", "1", "1", "h:2"], "ambiguous option: --t (--target-config, --text-frames, "
-                                   "--timeout, --token-plugin, --token-source, --traffic?)"),
+                                   "--timeout, --token-plugin, --token-source, --traffic, "
+                                   "--traffic-dump, --traffic-dump-bytes?)"),
         (["6080", "--"], "Too few arguments"),
         (["--token-plugin", "T", "6080", "extra"], "Too many arguments"),
     ],

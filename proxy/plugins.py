@@ -1,0 +1,80 @@
+"""Load token and auth plugins by name, as websockify does (spec §8.1, §9.1).
+
+A bare name is one of ours (``TokenFile`` -> ``proxy.tokens.TokenFile``); a dotted name
+is imported. ``websockify.token_plugins.X`` and ``websockify.auth_plugins.X`` mean ours,
+and when the real websockify package is not installed, ``websockify``,
+``websockify.token_plugins`` and ``websockify.auth_plugins`` are registered as aliases of
+our modules, so a plugin written for websockify (``from websockify.auth_plugins import
+AuthenticationError``) runs unchanged.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import sys
+import types
+from typing import Any
+
+from proxy.errors import StartupError
+
+#: Where bare plugin names live, by plugin kind.
+BUILTIN_MODULES = {"token": "proxy.tokens", "auth": "proxy.auth"}
+#: websockify's plugin modules and ours.
+WEBSOCKIFY_MODULES = {
+    "websockify.token_plugins": "proxy.tokens",
+    "websockify.auth_plugins": "proxy.auth",
+}
+
+
+def install_websockify_aliases() -> None:
+    """Make ``import websockify.auth_plugins`` give ours when websockify is absent."""
+    if "websockify" in sys.modules:
+        return
+    try:
+        real = importlib.util.find_spec("websockify")
+    except (ImportError, ValueError):
+        real = None
+    if real is not None:
+        return  # the real package is installed: a user's plugin gets what it expects
+    package = types.ModuleType("websockify")
+    package.__path__ = []  # a package, so "websockify.x" submodule imports are attempted
+    package.__doc__ = "Alias of websockify-threaded's plugin modules (proxy.plugins)."
+    sys.modules["websockify"] = package
+    for alias, ours in WEBSOCKIFY_MODULES.items():
+        module = importlib.import_module(ours)
+        sys.modules[alias] = module
+        setattr(package, alias.rsplit(".", 1)[1], module)
+
+
+def resolve_name(name: str, kind: str) -> tuple[str, str]:
+    """(module, class) for a plugin name; bare names are built-ins of ``kind``."""
+    if "." not in name:
+        return BUILTIN_MODULES[kind], name
+    module, cls = name.rsplit(".", 1)
+    return WEBSOCKIFY_MODULES.get(module, module), cls
+
+
+def load_plugin(name: str, kind: str, source: str | None) -> Any:
+    """Import and instantiate the ``kind`` ("token" or "auth") plugin ``name`` with ``source``.
+
+    Raises:
+        StartupError: the module or class cannot be found, or the constructor failed
+            (exit 1, spec §2.5; websockify prints a traceback instead).
+    """
+    install_websockify_aliases()
+    module_name, class_name = resolve_name(name, kind)
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise StartupError(f"cannot load {kind} plugin {name}: {exc}") from exc
+    plugin_class = getattr(module, class_name, None)
+    if not isinstance(plugin_class, type):
+        raise StartupError(f"cannot load {kind} plugin {name}: module {module_name!r} "
+                           f"has no class {class_name!r}")
+    try:
+        return plugin_class(source)
+    except StartupError:
+        raise
+    except Exception as exc:  # user code at a trust boundary: report it, exit 1
+        raise StartupError(f"{kind} plugin {name} failed to start: {exc}") from exc
