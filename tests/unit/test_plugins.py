@@ -1,0 +1,183 @@
+"""proxy.plugins and proxy.access: websockify's plugin interfaces, without sockets."""
+
+from __future__ import annotations
+
+import io
+import textwrap
+from http.client import parse_headers
+from pathlib import Path
+
+import pytest
+
+from proxy import access, auth, tokens
+from proxy.errors import HandshakeError, StartupError, TokenError
+from proxy.plugins import load_plugin
+from proxy.settings import Settings, Target
+
+
+def headers(*lines: str):  # type: ignore[no-untyped-def]
+    raw = "".join(f"{line}\r\n" for line in lines) + "\r\n"
+    return parse_headers(io.BytesIO(raw.encode("latin-1")))
+
+
+class Table:
+    """A token plugin answering from a dict."""
+
+    def __init__(self, answers: dict[str, object]) -> None:
+        self.answers = answers
+        self.asked: list[str] = []
+
+    def lookup(self, token: str) -> object:
+        self.asked.append(token)
+        return self.answers.get(token)
+
+
+def test_bare_and_websockify_names_load_our_builtins() -> None:
+    assert type(load_plugin("BasePlugin", "token", "src")) is tokens.BasePlugin
+    assert type(load_plugin("BasePlugin", "auth", None)) is auth.BasePlugin
+    plugin = load_plugin("websockify.token_plugins.BasePlugin", "token", "x")
+    assert type(plugin) is tokens.BasePlugin and plugin.source == "x"
+    assert type(load_plugin("websockify.auth_plugins.BasePlugin", "auth", None)) is auth.BasePlugin
+
+
+def test_a_websockify_style_user_plugin_loads_by_dotted_name(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "site_plugins.py").write_text(textwrap.dedent("""
+        from websockify.auth_plugins import AuthenticationError, BasePlugin
+        from websockify.token_plugins import BasePlugin as TokenBase
+
+        class Deny(BasePlugin):
+            def authenticate(self, headers, target_host, target_port):
+                raise AuthenticationError(response_code=401, response_msg="nope")
+
+        class Fixed(TokenBase):
+            def lookup(self, token):
+                return ["unix_socket", self.source + "/" + token]
+    """))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    deny = load_plugin("site_plugins.Deny", "auth", None)
+    with pytest.raises(HandshakeError) as info:
+        access.authenticate(deny, headers(), Target("h", 1))
+    assert (info.value.status, info.value.reason) == (401, "nope")
+    assert info.value.log_line == "handler exception: 401 nope"
+    fixed = load_plugin("site_plugins.Fixed", "token", "/run")
+    target = access.resolve_target(Settings(token_plugin="x"), fixed, "/?token=vnc", headers())
+    assert target == Target(unix_socket="/run/vnc")
+
+
+@pytest.mark.parametrize(
+    ("name", "message"),
+    [
+        ("Nonexistent", "cannot load token plugin Nonexistent: module 'proxy.tokens' has no "
+                        "class 'Nonexistent'"),
+        ("no_such_module_xyz.Bar", "cannot load token plugin no_such_module_xyz.Bar: No module "
+                                   "named 'no_such_module_xyz'"),
+    ],
+)
+def test_a_plugin_that_cannot_be_found_is_a_startup_error(name: str, message: str) -> None:
+    with pytest.raises(StartupError) as info:
+        load_plugin(name, "token", None)
+    assert str(info.value) == message
+    assert info.value.status == 1
+
+
+def test_a_plugin_constructor_failure_is_a_startup_error(tmp_path: Path,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "broken_plugin.py").write_text(
+        "class P:\n    def __init__(self, src):\n        raise Exception('needs a directory')\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    with pytest.raises(StartupError, match="token plugin broken_plugin.P failed to start: "
+                                           "needs a directory"):
+        load_plugin("broken_plugin.P", "token", None)
+
+
+@pytest.mark.parametrize(
+    ("path", "token"),
+    [
+        ("/?token=a&token=b", "a"),  # the first occurrence wins
+        ("/websockify?token=a+b", "a b"),
+        ("/?token=tok1%0A", "tok1"),
+        ("/?token=%2Fx%3F", "/x?"),
+    ],
+)
+def test_tokens_are_read_from_the_query_as_websockify_does(path: str, token: str) -> None:
+    table = Table({token: ("h", 5900)})
+    assert access.resolve_target(Settings(token_plugin="x"), table, path, headers()) == Target("h", 5900)
+    assert table.asked == [token]
+
+
+@pytest.mark.parametrize("path", ["/", "/?token=", "/tok1", "/?other=1"])
+def test_no_token_is_a_400_with_websockify_log_text(path: str) -> None:
+    with pytest.raises(TokenError) as info:
+        access.resolve_target(Settings(token_plugin="x"), Table({}), path, headers())
+    assert (info.value.status, info.value.log_line) == (400, "Token not present")
+
+
+def test_an_unknown_token_is_a_404_with_websockify_log_text() -> None:
+    with pytest.raises(TokenError) as info:
+        access.resolve_target(Settings(token_plugin="x"), Table({}), "/?token=nope", headers())
+    assert (info.value.status, info.value.log_line) == (404, "Token 'nope' not found")
+
+
+@pytest.mark.parametrize(("host", "token"), [("hosttok:16084", "hosttok"), ("hosttok", "hosttok")])
+def test_host_token_reads_the_host_header(host: str, token: str) -> None:
+    table = Table({token: ("h", "1")})
+    settings = Settings(token_plugin="x", host_token=True)
+    assert access.resolve_target(settings, table, "/", headers(f"Host: {host}")) == Target("h", 1)
+
+
+@pytest.mark.parametrize(
+    ("answer", "target"),
+    [(("h", 1), Target("h", 1)), (("h", "2"), Target("h", 2)), ((b"h", b"3"), Target("h", 3)),
+     (["unix_socket", "/s"], Target(unix_socket="/s"))],
+)
+def test_lookup_answers_in_every_documented_shape(answer: object, target: Target) -> None:
+    found = access.resolve_target(Settings(token_plugin="x"), Table({"t": answer}), "/?token=t",
+                                  headers())
+    assert found == target
+
+
+@pytest.mark.parametrize("answer", [("h",), ("h", "port"), "h:1", 42])
+def test_a_nonsense_lookup_answer_is_a_500(answer: object) -> None:
+    with pytest.raises(TokenError) as info:
+        access.resolve_target(Settings(token_plugin="x"), Table({"t": answer}), "/?token=t",
+                              headers())
+    assert info.value.status == 500
+
+
+def test_without_a_token_plugin_the_configured_target_is_used() -> None:
+    settings = Settings(target_host="t", target_port=9)
+    assert access.resolve_target(settings, None, "/?token=x", headers()) == Target("t", 9)
+
+
+def test_client_certificate_headers_are_stripped_in_every_letter_case() -> None:
+    """websockify strips only SSL_CLIENT_S_DN_CN and lets ssl_client_s_dn_cn through (§9.2)."""
+    h = headers("SSL_CLIENT_S_DN_CN: mallory", "ssl_client_s_dn_cn: alice",
+                "Ssl_Client_S_Dn_Cn: bob", "ssl_other: 1", "X-Keep: yes")
+    access.strip_client_cert_headers(h, None)
+    assert h.get("SSL_CLIENT_S_DN_CN") is None and h.get("ssl_other") is None
+    assert h.get("X-Keep") == "yes"
+    access.strip_client_cert_headers(h, "carol")
+    assert h.get_all("ssl_client_s_dn_cn") == ["carol"]
+
+
+def test_an_error_with_websockify_attributes_is_recognised_whatever_its_class() -> None:
+    class ForeignAuthError(Exception):
+        def __init__(self) -> None:
+            super().__init__("403 go away")
+            self.code, self.headers, self.msg = 403, {"X-Why": "policy"}, "Forbidden"
+
+    class Plugin:
+        def authenticate(self, headers: object, host: object, port: object) -> None:
+            raise ForeignAuthError()
+
+    with pytest.raises(HandshakeError) as info:
+        access.authenticate(Plugin(), headers(), Target("h", 1))
+    assert (info.value.status, info.value.reason) == (403, "Forbidden")
+    assert info.value.headers == (("X-Why", "policy"),)
+
+
+def test_invalid_origin_error_keeps_websockify_texts() -> None:
+    exc = auth.InvalidOriginError(["http://a.example"], None)
+    assert (exc.code, exc.msg) == (403, "Invalid Origin")
+    assert str(exc) == "403 Invalid Origin Header: Expected one of ['http://a.example'], got 'None'"
