@@ -86,12 +86,21 @@ class ProxyProcess:
         *args: str,
         command: Sequence[str] | None = None,
         backend_host: str = "127.0.0.1",
+        env: dict[str, str] | None = None,
+        positionals: Sequence[str] | None = None,
+        wait_for_port: bool = True,
     ) -> None:
         self.tmp_path = tmp_path
         self.backend_port = backend_port
         self.backend_host = backend_host
         self.args = list(args)
         self.command = list(command) if command is not None else [sys.executable, "-m", "proxy"]
+        #: Extra environment variables (on top of clean_env()).
+        self.env = dict(env or {})
+        #: Replaces "127.0.0.1:PORT BACKEND" (e.g. for --unix-listen); "{port}" is filled in.
+        self.positionals = list(positionals) if positionals is not None else None
+        #: Wait for the TCP port to accept connections in start().
+        self.wait_for_port = wait_for_port
         self.port = 0
         self.proc: subprocess.Popen[bytes] | None = None
         self.returncode: int | None = None
@@ -104,6 +113,8 @@ class ProxyProcess:
     # -- lifecycle ---------------------------------------------------------------------------
 
     def argv(self, port: int) -> list[str]:
+        if self.positionals is not None:
+            return [*self.command, *(p.format(port=port) for p in self.positionals), *self.args]
         return [
             *self.command,
             f"127.0.0.1:{port}",
@@ -116,6 +127,8 @@ class ProxyProcess:
             self._attempt = attempt
             self.port = free_port()
             self._spawn()
+            if not self.wait_for_port:
+                return self
             try:
                 wait_port(self.port, time.monotonic() + 2 * TIMEOUT, self.proc, self.stderr_path)
                 self.started = True
@@ -137,7 +150,7 @@ class ProxyProcess:
                 stdout=out,
                 stderr=err,
                 cwd=self.tmp_path,
-                env=clean_env(),
+                env={**clean_env(), **self.env},
                 start_new_session=True,
             )
 
