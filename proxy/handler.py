@@ -21,6 +21,7 @@ from proxy.httpio import RequestReader, SocketWriter
 from proxy.relay import Limits, Relay, close_session
 from proxy.settings import Target
 from proxy.targets import open_target, open_unix_target, tune_tcp
+from proxy.traffic import session_tap
 
 if TYPE_CHECKING:
     from proxy.server import ProxyServer
@@ -47,6 +48,10 @@ class ProxyRequestHandler(BaseHTTPRequestHandler):
         self.rfile = RequestReader(self.request)
         self.wfile = SocketWriter(self.request, self.settings.request_timeout)
         tune_tcp(self.request)
+        self.session_id = self.server.next_session_id()
+        # websockify's parent logs "<client>: new handler Process" at fork, without the
+        # request prefix (spec §3.3); we start a thread instead (docs/logging.rst).
+        log.debug("%s: new handler Thread", self.address_string())
 
     def finish(self) -> None:
         """The socket itself is shut down and closed by ``ProxyServer.shutdown_request``."""
@@ -141,18 +146,26 @@ class ProxyRequestHandler(BaseHTTPRequestHandler):
         """Connect the target after the 101 (spec §4.3 step 5) and relay until closed."""
         s = self.settings
         limits = Limits(s.high_water, s.recv_size, s.heartbeat, s.close_timeout)
+        # --traffic/--traffic-dump/--record; None when all are off. websockify opens the
+        # recording before connecting (spec §3.3 line order) and ends it with 'EOF'];
+        # even when the connect fails (§7.4).
+        tap = session_tap(s, self.session_id, self.address_string(), self.log_message)
         try:
-            sock = self._connect(target)
-        except TargetError as exc:
-            # websockify prints "None:None" for a Unix target here; we print its path.
-            self.log_message("Failed to connect to %s: %s", target.display, exc)
-            close_session(self.request, stream, INTERNAL_ERROR, CONNECT_FAILED, limits)
-            return
-        relay = Relay(self.request, sock, stream, limits, self.server.stop_signal)
-        try:
-            info = relay.run(self.rfile.take_buffered())
+            try:
+                sock = self._connect(target)
+            except TargetError as exc:
+                # websockify prints "None:None" for a Unix target here; we print its path.
+                self.log_message("Failed to connect to %s: %s", target.display, exc)
+                close_session(self.request, stream, INTERNAL_ERROR, CONNECT_FAILED, limits)
+                return
+            relay = Relay(self.request, sock, stream, limits, self.server.stop_signal, tap=tap)
+            try:
+                info = relay.run(self.rfile.take_buffered())
+            finally:
+                _close(sock)
         finally:
-            _close(sock)
+            if tap is not None:
+                tap.close()
         self._log_close(info, target)
 
     def _log_close(self, info: CloseInfo, target: Target) -> None:

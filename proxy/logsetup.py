@@ -1,20 +1,270 @@
-"""Root logging for the command: stderr with bare messages, as websockify (spec §3.1).
+"""Root logging for the command: stderr, ``--log-file`` and ``--syslog`` (spec §3.1, §3.6).
 
-Only ``cli`` calls this; library code logs through module loggers and never configures.
+Only the command (``cli``, ``runner``) calls this; library code logs through module loggers
+and never configures. Every handler formats records as bare ``%(message)s``.
 """
 
 from __future__ import annotations
 
 import logging
+import os
+import socket
 import sys
+import threading
+import time
+from collections.abc import Callable
+from types import FrameType
+from typing import Any
+
+from proxy.settings import Settings
+
+log = logging.getLogger(__name__)
+
+FORMAT = "%(message)s"
+#: Syslog facilities (RFC 5424 §6.2.1): websockify uses daemon with ``--daemon`` (§3.6).
+FACILITY_USER = 1
+FACILITY_DAEMON = 3
+IDENT = "websockify"
+MAX_IDENT = 24  # websockify truncates the ident for old syslog daemons
+MAX_HOSTNAME = 255
+#: The formats of websockify's syslog handler, verbatim (spec §3.6).
+RFC5424_HEAD = "<{pri}>1 {timestamp} {hostname} {ident} {pid} - - "
+LEGACY_HEAD = "<{pri}>{ident}[{pid}]: "
+TIMESTAMP_FORMAT = "%Y-%m-%dT%H:%M:%SZ"  # UTC, whole seconds
+
+#: Handlers added by ``configure``, removed (and closed) by the next call.
+_installed: list[logging.Handler] = []
 
 
-def configure(verbose: bool) -> None:
-    """Send every record to stderr as ``%(message)s``; DEBUG with ``-v``, else INFO."""
+def severity(levelno: int) -> int:
+    """RFC 5424 severity of a logging level: ERROR 3, WARNING 4, INFO 6, DEBUG 7."""
+    for threshold, value in ((logging.CRITICAL, 2), (logging.ERROR, 3), (logging.WARNING, 4),
+                             (logging.INFO, 6)):
+        if levelno >= threshold:
+            return value
+    return 7
+
+
+def format_syslog(text: str, levelno: int, *, facility: int, legacy: bool, timestamp: float,
+                  hostname: str, pid: int, ident: str = IDENT, stream: bool = False) -> bytes:
+    """One syslog message as websockify's handler builds it (spec §3.6).
+
+    Args:
+        text: the formatted log message; newlines become spaces.
+        timestamp: seconds since the epoch (printed in UTC).
+        stream: for a stream socket, which needs a ``\\n`` terminator.
+    """
+    head = (LEGACY_HEAD if legacy else RFC5424_HEAD).format(
+        pri=facility * 8 + severity(levelno),
+        timestamp=time.strftime(TIMESTAMP_FORMAT, time.gmtime(timestamp)),
+        hostname=hostname[:MAX_HOSTNAME],
+        ident=ident[:MAX_IDENT],
+        pid=pid,
+    )
+    message = head.encode("ascii", "ignore")
+    text = text.replace("\n", " ")
+    try:
+        message += text.encode("ascii")
+    except UnicodeEncodeError:
+        message += text.encode("utf-8-sig")  # UTF-8 with BOM, as RFC 5424 §6.4 asks
+    return message + b"\n" if stream else message
+
+
+class SyslogHandler(logging.Handler):
+    """websockify's syslog output: UDP to ``(host, port)`` or a Unix socket path.
+
+    A Unix path is tried as a datagram socket, then as a stream socket (messages then end
+    with ``\\n``). Sending never raises into the caller: a failed send is retried once on a
+    new connection, then the record is dropped (a log line must not kill a session).
+    """
+
+    def __init__(self, address: tuple[str, int] | str, *, facility: int = FACILITY_USER,
+                 legacy: bool = False, clock: Callable[[], float] = time.time) -> None:
+        super().__init__()
+        self.address = address
+        self.facility = facility
+        self.legacy = legacy
+        self.clock = clock
+        self.hostname = socket.gethostname()
+        self.stream = False
+        self.socket: socket.socket | None = None
+        self._sockaddr: tuple[Any, ...] = ()
+        if isinstance(address, tuple):
+            host, port = address
+            family, _, _, _, sockaddr = socket.getaddrinfo(host, port, 0, socket.SOCK_DGRAM)[0]
+            self.socket = socket.socket(family, socket.SOCK_DGRAM)
+            self._sockaddr = sockaddr
+
+    def connect(self) -> None:
+        """Unix path: connect as datagram, else as stream. Raises OSError if neither works."""
+        assert isinstance(self.address, str)
+        self._close_socket()
+        for kind in (socket.SOCK_DGRAM, socket.SOCK_STREAM):
+            sock = socket.socket(socket.AF_UNIX, kind)
+            try:
+                sock.connect(self.address)
+            except OSError:
+                sock.close()
+                if kind == socket.SOCK_STREAM:
+                    raise
+                continue
+            self.socket, self.stream = sock, kind == socket.SOCK_STREAM
+            return
+
+    def _close_socket(self) -> None:
+        if self.socket is not None:
+            self.socket.close()
+            self.socket = None
+
+    def format_record(self, record: logging.LogRecord) -> bytes | None:
+        text = self.format(record)
+        if not text:
+            return None  # websockify sends nothing for an empty message
+        return format_syslog(text, record.levelno, facility=self.facility, legacy=self.legacy,
+                             timestamp=self.clock(), hostname=self.hostname, pid=os.getpid(),
+                             stream=self.stream)
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            if isinstance(self.address, tuple):
+                message = self.format_record(record)
+                if message is not None and self.socket is not None:
+                    self.socket.sendto(message, self._sockaddr)
+                return
+            self._emit_unix(record)
+        except Exception:
+            self.handleError(record)
+
+    def _emit_unix(self, record: logging.LogRecord) -> None:
+        for attempt in range(2):
+            try:
+                if self.socket is None:
+                    self.connect()
+                message = self.format_record(record)  # after connect: stream or not
+                if message is None:
+                    return
+                assert self.socket is not None
+                self.socket.sendall(message)
+                return
+            except OSError:
+                self._close_socket()  # e.g. syslogd restarted: reconnect once
+                if attempt:
+                    raise
+
+    def handleError(self, record: logging.LogRecord) -> None:
+        """Drop the record quietly: no traceback on stderr for every line syslog misses."""
+
+    def close(self) -> None:
+        self.acquire()
+        try:
+            self._close_socket()
+        finally:
+            self.release()
+        super().close()
+
+
+class ReopenableFileHandler(logging.FileHandler):
+    """``--log-file``: append mode; ``reopen()`` after logrotate renamed the file (SIGHUP)."""
+
+    def __init__(self, path: str) -> None:
+        super().__init__(path, mode="a", encoding="utf-8", errors="backslashreplace")
+
+    def reopen(self) -> None:
+        """Open the path again (a new file if it was renamed), then close the old file.
+
+        Raises:
+            OSError: the path cannot be opened; the old file stays in use.
+        """
+        stream = self._open()
+        self.acquire()
+        try:
+            old, self.stream = self.stream, stream
+        finally:
+            self.release()
+        if old is not None:
+            old.close()
+
+
+def syslog_address(value: str) -> tuple[str, int] | str:
+    """``host:port`` (split at the last colon, as websockify) or a Unix socket path."""
+    if ":" in value:
+        host, port = value.rsplit(":", 1)
+        return host, int(port)
+    return value
+
+
+def configure(settings: Settings, *, daemon: bool | None = None) -> None:
+    """Install the root handlers ``settings`` asks for; DEBUG with ``-v``, else INFO.
+
+    stderr is always on (spec §3.1); ``--log-file`` and ``--syslog`` are added to it.
+
+    Args:
+        daemon: syslog facility ``daemon`` instead of ``user`` (spec §3.6); None reads
+            ``settings.daemon`` when ``Settings`` has it.
+    """
     root = logging.getLogger()
     for handler in list(root.handlers):
         root.removeHandler(handler)
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("%(message)s"))
+        if handler in _installed:
+            handler.close()
+    _installed.clear()
+    formatter = logging.Formatter(FORMAT)
+    handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr)]
+    if settings.log_file:
+        handlers.append(ReopenableFileHandler(settings.log_file))
+    for handler in handlers:
+        handler.setFormatter(formatter)
+        root.addHandler(handler)
+        _installed.append(handler)
+    root.setLevel(logging.DEBUG if settings.verbose else logging.INFO)
+    if settings.syslog:
+        if daemon is None:
+            daemon = bool(getattr(settings, "daemon", False))
+        _add_syslog(root, settings.syslog, settings.legacy_syslog,
+                    FACILITY_DAEMON if daemon else FACILITY_USER, formatter)
+
+
+def _add_syslog(root: logging.Logger, value: str, legacy: bool, facility: int,
+                formatter: logging.Formatter) -> None:
+    try:
+        handler = SyslogHandler(syslog_address(value), facility=facility, legacy=legacy)
+    except OSError as exc:  # the host does not resolve
+        log.warning("syslog: cannot use %s: %s", value, exc)
+        return
+    if isinstance(handler.address, str):
+        try:
+            handler.connect()
+        except OSError as exc:
+            # Keep the handler: it reconnects per record once the socket exists.
+            log.warning("syslog: cannot connect to %s: %s", value, exc)
+    handler.setFormatter(formatter)
     root.addHandler(handler)
-    root.setLevel(logging.DEBUG if verbose else logging.INFO)
+    _installed.append(handler)
+
+
+def reopen() -> None:
+    """Reopen every ``--log-file`` (logrotate renamed it and sent SIGHUP)."""
+    for handler in list(_installed):
+        if isinstance(handler, ReopenableFileHandler):
+            try:
+                handler.reopen()
+            except OSError as exc:
+                log.warning("cannot reopen log file %s: %s", handler.baseFilename, exc)
+            else:
+                log.info("Reopened log file %s", handler.baseFilename)
+
+
+def on_sighup(signum: int, frame: FrameType | None) -> None:
+    """SIGHUP handler: reopen the log files in a short-lived thread.
+
+    Not in the handler itself: the signal may arrive while the main thread is inside a
+    handler's ``emit`` holding its (reentrant) lock, and swapping the stream under it
+    would make that write fail. A thread waits for the lock like any other logger.
+    """
+    threading.Thread(target=reopen, name="log-reopen", daemon=True).start()
+
+
+def log_file_fds() -> list[int]:
+    """File descriptors of the ``--log-file`` handlers (``--daemon`` keeps them open, §7.5)."""
+    return [handler.stream.fileno() for handler in _installed
+            if isinstance(handler, ReopenableFileHandler) and handler.stream is not None]

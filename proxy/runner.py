@@ -13,6 +13,7 @@ import signal
 import time
 from types import FrameType
 
+from proxy import logsetup
 from proxy.errors import StartupError
 from proxy.server import ProxyServer
 from proxy.settings import Settings
@@ -57,6 +58,8 @@ def log_banner(settings: Settings) -> None:
     else:
         log.info("  - Listen on %s", settings.listen_display)
     log.info("  - No SSL/TLS support (no cert file)")
+    if settings.record:
+        log.info("  - Recording to '%s.*'", settings.record)
 
 
 def _exit_reason(server: ProxyServer, settings: Settings, started: float) -> str | None:
@@ -104,6 +107,10 @@ def serve(settings: Settings) -> int:
         destination = settings.target_display
     log.info("  - proxying from %s to %s", settings.listen_display, destination)
     previous = {sig: signal.signal(sig, _terminate) for sig in (signal.SIGTERM, signal.SIGINT)}
+    if settings.log_file:
+        # Reopen --log-file after logrotate renamed it. websockify dies on SIGHUP (§10);
+        # without --log-file we leave the default action, as it does.
+        previous[signal.SIGHUP] = signal.signal(signal.SIGHUP, logsetup.on_sighup)
     try:
         _accept_until_done(server, settings)
         # --timeout/--idle-timeout/--run-once: stop accepting, let live sessions finish

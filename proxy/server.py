@@ -127,6 +127,7 @@ class ProxyServer(socketserver.ThreadingTCPServer):
         """Stop accepting; live connections go on. Removes a ``--unix-listen`` file."""
         if self.socket.fileno() < 0:
             return
+        log.debug("Closing socket listening at %s", self.settings.listen_display)  # spec §3.3
         super().server_close()
         # websockify leaves the socket file behind (§13.20).
         if self.address_family == socket.AF_UNIX and self.settings.unix_listen:
@@ -160,6 +161,18 @@ class ProxyServer(socketserver.ThreadingTCPServer):
         """Seconds since the last connection ended (0 while any is live)."""
         with self._lock:
             return 0.0 if self._live else time.monotonic() - self._idle_since
+
+    _sessions = 0  # connections numbered so far; the instance's copy is guarded by _lock
+
+    def next_session_id(self) -> int:
+        """Number the next connection from 1, as websockify's ``handler_id`` (spec §4.1).
+
+        Every connection counts (HTTP or WebSocket, failed or not), so ``--record`` file
+        numbers have gaps where websockify's do.
+        """
+        with self._lock:
+            self._sessions += 1
+            return self._sessions
 
     def note_upgrade(self, client: str) -> None:
         """Called by a handler once its 101 is sent (for ``--run-once``)."""

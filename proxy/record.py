@@ -1,0 +1,94 @@
+"""The ``--record`` writer: one file per WebSocket session in websockify's format (spec §7.4).
+
+Rule: this module only writes recordings; reading them is ``proxy.replay``'s job, written
+against the format rather than against this writer, so each checks the other.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable
+from typing import Any
+
+#: First and last lines of a recording, verbatim (spec §7.4).
+HEADER = "var VNC_frame_data = [\n"
+FOOTER = "'EOF'];\n"
+#: Recordings hold session data: only the owner may read them. websockify creates them
+#: with the umask, which ``--daemon`` sets to 0 (world-writable, spec §13.15); we don't.
+RECORD_MODE = 0o600
+
+LogMessage = Callable[..., None]
+
+
+def escape(data: bytes) -> str:
+    """websockify's data encoding: Latin-1 → ``unicode_escape``, then ``'`` → ``\\'``."""
+    return data.decode("latin-1").encode("unicode_escape").decode("ascii").replace("'", "\\'")
+
+
+def entry(client_to_target: bool, ms: int, data: bytes) -> str:
+    """One line: ``'}<ms>}<data>',`` (client → target) or ``'{<ms>{<data>',`` (target → client)."""
+    mark = "}" if client_to_target else "{"
+    return f"'{mark}{ms}{mark}{escape(data)}',\n"
+
+
+class Recorder:
+    """A ``relay.Tap`` writing ``<prefix>.<session_id>`` (spec §7.4).
+
+    Entries are per read, not per WebSocket message as in websockify: a client read yields
+    the payload bytes it forwarded to the target (skipped when empty), a target read the
+    bytes that became one frame. ``close()`` writes the ``'EOF'];`` line; call it once the
+    relay has ended (``ProxyRequestHandler._proxy`` does, in a ``finally``).
+    """
+
+    def __init__(
+        self,
+        prefix: str,
+        session_id: int,
+        log_message: LogMessage | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.path = f"{prefix}.{session_id}"
+        if log_message is not None:
+            log_message("opening record file: %s", self.path)  # spec §3.3
+        # "w+" in websockify: truncate an existing file.
+        fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC,
+                     RECORD_MODE)
+        # Line-buffered, so `tail -f` shows a live session entry by entry.
+        self._file = open(fd, "w", encoding="ascii", newline="\n", buffering=1)
+        self._clock = clock
+        self._start = clock()
+        self._file.write(HEADER)
+
+    def _ms(self) -> int:
+        """Milliseconds since the session started (websockify: ``int(time*1000) - start``)."""
+        return int((self._clock() - self._start) * 1000)
+
+    def from_client(self, data: bytes, messages: int) -> None:
+        if data and not self._file.closed:
+            self._file.write(entry(True, self._ms(), data))
+
+    def from_target(self, data: bytes) -> None:
+        if data and not self._file.closed:
+            self._file.write(entry(False, self._ms(), data))
+
+    def sent_to_target(self, complete: bool) -> None:
+        """Writes are not recorded (websockify records data, not socket events)."""
+
+    def sent_to_client(self, complete: bool) -> None:
+        """Writes are not recorded."""
+
+    def close(self) -> None:
+        """Terminate the recording with ``'EOF'];`` and close it; idempotent."""
+        if self._file.closed:
+            return
+        try:
+            self._file.write(FOOTER)
+        finally:
+            self._file.close()
+
+    def __enter__(self) -> Recorder:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
