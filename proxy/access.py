@@ -14,7 +14,7 @@ from typing import Any
 from proxy.auth import is_authentication_error
 from proxy.errors import HandshakeError, TokenError
 from proxy.settings import Settings, Target
-from proxy.tokens import target_from_lookup, token_from_host, token_from_query
+from proxy.tokens import extract_token, target_from_lookup
 
 TOKEN_MISSING = "Token not present"  # websockify's log text (spec §8.1)
 TOKEN_UNKNOWN = "Token '%s' not found"
@@ -30,10 +30,7 @@ def resolve_target(settings: Settings, plugin: Any, path: str, headers: Message)
     """
     if plugin is None:
         return settings.target
-    if settings.host_token:
-        token = token_from_host(headers.get("Host"))
-    else:
-        token = token_from_query(path)
+    token = extract_token(settings.token_from, settings.host_token, path, headers)
     if token is None:
         raise TokenError(HTTPStatus.BAD_REQUEST, "Token not present", log_line=TOKEN_MISSING)
     try:
@@ -41,6 +38,13 @@ def resolve_target(settings: Settings, plugin: Any, path: str, headers: Message)
     except (TypeError, ValueError) as exc:
         raise TokenError(HTTPStatus.INTERNAL_SERVER_ERROR, "Token plugin failed",
                          log_line=f"token plugin answered {exc}") from exc
+    except OSError as exc:
+        # The plugin's backend (token API, Redis) is down or slow. websockify logs
+        # "handler exception: <exc>" and closes silently (spec §8.1); we answer 502/504.
+        status = (HTTPStatus.GATEWAY_TIMEOUT if isinstance(exc, TimeoutError)
+                  else HTTPStatus.BAD_GATEWAY)
+        raise HandshakeError(status, "Token lookup failed",
+                             log_line=f"handler exception: {exc}") from exc
     if target is None:
         raise TokenError(HTTPStatus.NOT_FOUND, "Token not found", log_line=TOKEN_UNKNOWN % token)
     return target

@@ -18,7 +18,9 @@ import configargparse
 from proxy import __version__, logsetup, runner
 from proxy.argv import expand_argv
 from proxy.configure import settings_from
+from proxy.forwarded import parse_trusted
 from proxy.settings import Settings, TextFrames
+from proxy.tokens import parse_token_from
 
 PROG = "websockify"
 # optparse's usage block, verbatim (spec §2.1); note the space after "Usage:".
@@ -35,11 +37,7 @@ WRAP_MODES = ("exit", "ignore", "respawn")
 #: Options parsed now whose feature lands with a later issue: refused, never ignored.
 NOT_IMPLEMENTED = {
     "daemon": "--daemon",
-    "key": "--key", "key_password": "--key-password", "ssl_only": "--ssl-only",
-    "ssl_target": "--ssl-target", "verify_client": "--verify-client", "cafile": "--cafile",
-    "ssl_version": "--ssl-version", "ssl_ciphers": "--ssl-ciphers", "web": "--web",
-    "web_auth": "--web-auth", "wrap_mode": "--wrap-mode",
-    "file_only": "--file-only",
+    "wrap_mode": "--wrap-mode",
 }
 
 
@@ -93,6 +91,23 @@ def choice(*choices: str) -> Any:
     return check
 
 
+def token_from_type(value: str) -> str:
+    """``--token-from``: checked by ``proxy.tokens.parse_token_from``."""
+    try:
+        parse_token_from(value)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return value
+
+
+def trusted_type(value: str) -> tuple[Any, ...]:
+    """``--trusted-proxy``: addresses and networks (``proxy.forwarded.parse_trusted``)."""
+    try:
+        return parse_trusted(value)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def build_parser() -> Parser:
     """Every websockify 0.13.0 option in its help order (spec §2.2), then ours."""
     parser = Parser(prog=PROG, usage=USAGE, allow_abbrev=False, auto_env_var_prefix="WEBSOCKIFY_",
@@ -107,7 +122,8 @@ def build_parser() -> Parser:
     add("--timeout", type=optparse_int, default=0, help="after TIMEOUT seconds exit when not connected")
     add("--idle-timeout", type=optparse_int, default=0,
         help="server exits after IDLE_TIMEOUT seconds if there are no active connections")
-    add("--cert", default="self.pem", help="SSL certificate file")
+    # No default here: configure uses self.pem and knows whether --cert was given (§3.2).
+    add("--cert", help="SSL certificate file (default self.pem)")
     add("--key", help="SSL key file (if separate from cert)")
     add("--key-password", help="SSL key password")
     add("--ssl-only", help="disallow non-encrypted client connections", **flag)
@@ -146,6 +162,17 @@ def build_parser() -> Parser:
     add("--silent-token-errors", **flag,
         help="on a missing or unknown token close without an HTTP answer, as websockify "
              "does (default: 400 or 404)")
+    add("--token-from", type=token_from_type, metavar="SOURCE",
+        help="where the token is: query (?token=, default), path (last path segment), "
+             "cookie:NAME or header:NAME")
+    add("--connect-before-upgrade", **flag,
+        help="resolve the token and connect the target before answering 101 "
+             "(unreachable: 502, timeout: 504)")
+    add("--trusted-proxy", type=trusted_type, metavar="ADDR[,ADDR|CIDR]",
+        help="take the client address for logs from X-Forwarded-For/Forwarded when the "
+             "peer is one of these proxies")
+    add("--target-proxy-protocol", **flag,
+        help="send a PROXY protocol v1 header with the client address to the target")
     add("--traffic-dump", **flag,
         help="log a hex+ASCII dump of what each read carried (direction, connection, size)")
     add("--traffic-dump-bytes", type=optparse_int, default=64, metavar="N",
@@ -153,6 +180,15 @@ def build_parser() -> Parser:
     add("--text-frames", type=choice(*(m.value for m in TextFrames)), default="accept",
         help="accept: forward complete, valid UTF-8 text messages (default); "
              "reject: close 1003 as websockify does")
+    add("--ssl-target-cafile", metavar="FILE",
+        help="with --ssl-target: trust only the CA certificates in FILE for the target")
+    add("--ssl-target-no-verify", **flag,
+        help="with --ssl-target: do not verify the target's certificate (lab use only)")
+    add("--diagnostics", **flag,
+        help="serve a live diagnostics page and the JavaScript client library at "
+             "/websockify/ (see --diagnostics-path)")
+    add("--diagnostics-path", metavar="PATH",
+        help="URL path of the --diagnostics page (default /websockify/)")
     add("-c", "--config", is_config_file=True, metavar="FILE",
         help="read options from FILE (long option names, `name = value` lines)")
     add("--version", action="version", version=f"%(prog)s (websockify-threaded) {__version__}")

@@ -1,7 +1,7 @@
 """Turn parsed options into ``Settings`` with websockify's checks, order and messages.
 
 Pure apart from reading the file system for the ``--ssl-only`` certificate check (as
-websockify does) and making paths absolute. Every message here is a usage error
+websockify does) and the ``--web`` directory check, and making paths absolute. Every message here is a usage error
 (exit 2) whose text is fixed by spec §2.4.
 """
 
@@ -13,7 +13,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import NoReturn
 
-from proxy.settings import Settings, TextFrames
+from proxy.settings import DEFAULT_CERT, Settings, TextFrames
+from proxy.web import DIAGNOSTICS_PATH
 
 Error = Callable[[str], NoReturn]
 
@@ -44,8 +45,14 @@ def check_requirements(opts: argparse.Namespace, error: Error) -> None:
         (opts.host_token, opts.token_plugin, "--token-plugin", "--host-token"),
         (opts.auth_source, opts.auth_plugin, "--auth-plugin", "--auth-source"),
         (opts.web_auth, opts.auth_plugin, "--auth-plugin", "--web-auth"),
-        (opts.web_auth, opts.web, "--web", "--web-auth"),
+        # --diagnostics pages honour --web-auth too, so either enables it (ours).
+        (opts.web_auth, opts.web or opts.diagnostics, "--web", "--web-auth"),
         (opts.legacy_syslog, opts.syslog, "--syslog", "--legacy-syslog"),
+        (opts.token_from, opts.token_plugin, "--token-plugin", "--token-from"),
+        # Ours (not in websockify 0.13.0).
+        (opts.ssl_target_cafile, opts.ssl_target, "--ssl-target", "--ssl-target-cafile"),
+        (opts.ssl_target_no_verify, opts.ssl_target, "--ssl-target", "--ssl-target-no-verify"),
+        (opts.diagnostics_path, opts.diagnostics, "--diagnostics", "--diagnostics-path"),
     ]
     for used, required, required_name, used_name in pairs:
         if used and not required:
@@ -55,8 +62,15 @@ def check_requirements(opts: argparse.Namespace, error: Error) -> None:
             int(opts.syslog.rsplit(":", 1)[1])
         except ValueError:
             error("Error parsing syslog port")
-    if opts.ssl_only and not os.path.exists(opts.cert):
-        error(f"SSL only and {opts.cert} not found")
+    if opts.ssl_target_cafile and opts.ssl_target_no_verify:
+        error("--ssl-target-cafile and --ssl-target-no-verify exclude each other")
+    if opts.web and not os.path.isdir(opts.web):
+        error(f"--web: no such directory: {opts.web}")
+    if opts.diagnostics_path is not None and not opts.diagnostics_path.startswith("/"):
+        error("--diagnostics-path must start with /")
+    cert = opts.cert or DEFAULT_CERT
+    if opts.ssl_only and not os.path.exists(cert):
+        error(f"SSL only and {cert} not found")
 
 
 def parse_unix_mode(opts: argparse.Namespace, error: Error) -> int:
@@ -115,6 +129,14 @@ def _syslog_address(value: str | None) -> str | None:
     return os.path.abspath(value)
 
 
+def _diagnostics_path(opts: argparse.Namespace) -> str | None:
+    """``--diagnostics[-path]`` as a prefix ending in ``/``; None when off."""
+    if not opts.diagnostics:
+        return None
+    path: str = opts.diagnostics_path or DIAGNOSTICS_PATH
+    return path if path.endswith("/") else path + "/"
+
+
 def settings_from(opts: argparse.Namespace, args: list[str], wrap: bool,
                   error: Error) -> Settings:
     """Check ``opts`` and the positionals ``args`` as websockify does; build ``Settings``.
@@ -144,8 +166,29 @@ def settings_from(opts: argparse.Namespace, args: list[str], wrap: bool,
         token_source=opts.token_source,
         host_token=opts.host_token,
         silent_token_errors=opts.silent_token_errors,
+        token_from=opts.token_from or "query",
+        connect_before_upgrade=opts.connect_before_upgrade,
+        trusted_proxies=opts.trusted_proxy or (),
+        target_proxy_protocol=opts.target_proxy_protocol,
         auth_plugin=opts.auth_plugin,
         auth_source=opts.auth_source,
+        web=_absolute(opts.web),
+        web_auth=opts.web_auth,
+        file_only=opts.file_only,
+        diagnostics_path=_diagnostics_path(opts),
+        # None means the default self.pem, which may be absent (spec §3.2).
+        cert=os.path.abspath(opts.cert or DEFAULT_CERT),
+        cert_required=opts.cert is not None or opts.key is not None,
+        key=_absolute(opts.key),
+        key_password=opts.key_password,
+        ssl_only=opts.ssl_only,
+        ssl_version=opts.ssl_version,
+        ssl_ciphers=opts.ssl_ciphers,
+        verify_client=opts.verify_client,
+        cafile=_absolute(opts.cafile),
+        ssl_target=opts.ssl_target,
+        ssl_target_cafile=_absolute(opts.ssl_target_cafile),
+        ssl_target_no_verify=opts.ssl_target_no_verify,
         verbose=opts.verbose,
         prefer_ipv6=opts.prefer_ipv6,
         text_frames=TextFrames(opts.text_frames),

@@ -12,11 +12,12 @@ import base64
 import binascii
 import enum
 import re
+import struct
 from dataclasses import dataclass, field
 
 from wsproto import WSConnection
 from wsproto.connection import ConnectionState
-from wsproto.events import BytesMessage, CloseConnection, Event, Message, Ping, TextMessage
+from wsproto.events import BytesMessage, CloseConnection, Event, Ping, TextMessage
 
 from proxy.settings import TextFrames
 
@@ -66,12 +67,40 @@ class CloseInfo:
 
 @dataclass
 class Output:
-    """Bytes produced by feeding client data to a ``ClientStream``."""
+    """Bytes produced by feeding client data to a ``ClientStream``.
 
-    to_target: bytearray = field(default_factory=bytearray)
-    to_client: bytearray = field(default_factory=bytearray)
+    Kept as lists of chunks so the relay can queue them without copying payloads.
+    """
+
+    target_chunks: list[bytes | bytearray] = field(default_factory=list)
+    client_chunks: list[bytes | bytearray] = field(default_factory=list)
     #: Complete data messages decoded from the client (for ``--traffic``).
     messages: int = 0
+
+    @property
+    def to_target(self) -> bytes:
+        """Everything for the target, joined (a copy: for taps and tests)."""
+        return b"".join(self.target_chunks)
+
+    @property
+    def to_client(self) -> bytes:
+        """Everything for the client, joined (a copy: for taps and tests)."""
+        return b"".join(self.client_chunks)
+
+
+_BINARY_FIN = 0x82  # FIN + opcode 2 (RFC 6455 §5.2)
+_TEXT_FIN = 0x81  # FIN + opcode 1
+_LEN16 = struct.Struct("!BBH")
+_LEN64 = struct.Struct("!BBQ")
+
+
+def frame_header(first: int, length: int) -> bytes:
+    """The header of an unmasked server frame (RFC 6455 §5.2): 2, 4 or 10 bytes."""
+    if length < 126:
+        return bytes((first, length))
+    if length < 65536:
+        return _LEN16.pack(first, 126, length)
+    return _LEN64.pack(first, 127, length)
 
 
 def protocol_error(code: int, reason: str) -> tuple[int, str]:
@@ -137,13 +166,25 @@ class ClientStream:
             self._dispatch(event, out)
         return out
 
-    def send_data(self, data: bytes) -> bytes:
-        """Frame bytes read from the target; dropped once the session is closing."""
+    def frame_data(self, data: bytes) -> tuple[bytes, ...]:
+        """Frame bytes read from the target as ``(header, payload)``, without copying the
+        payload; ``()`` once the session is closing (nothing may follow a Close).
+
+        We write data frame headers ourselves: wsproto's ``send(Message)`` copies the
+        payload three times, which bounded the target→client direction (issue #8). Safe
+        to mix with wsproto: a single FIN frame leaves its sender state untouched, and
+        control frames and the close still go through wsproto.
+        """
         if self._ws.state is not ConnectionState.OPEN:
-            return b""
+            return ()
         if self._mode is DataMode.BASE64:
-            return self._ws.send(Message(data=base64.b64encode(data).decode("ascii")))
-        return self._ws.send(Message(data=data))
+            text = base64.b64encode(data)
+            return frame_header(_TEXT_FIN, len(text)), text
+        return frame_header(_BINARY_FIN, len(data)), data
+
+    def send_data(self, data: bytes) -> bytes:
+        """``frame_data`` joined into one frame; b"" once the session is closing."""
+        return b"".join(self.frame_data(data))
 
     def ping(self) -> bytes:
         """An empty ping (``--heartbeat``, spec §5.4)."""
@@ -169,20 +210,20 @@ class ClientStream:
         elif isinstance(event, TextMessage):
             self._on_text(event, out)
         elif isinstance(event, Ping):
-            out.to_client += self._ws.send(event.response())
+            out.client_chunks.append(self._ws.send(event.response()))
         # Pong: ignored, as websockify does (spec §5.4).
 
     def _on_close(self, event: CloseConnection, out: Output) -> None:
         state = self._ws.state
         if state is ConnectionState.REMOTE_CLOSING:
             # RFC 6455 §5.5.1: echo the code and reason (empty payload when none was given).
-            out.to_client += self._ws.send(event.response())
+            out.client_chunks.append(self._ws.send(event.response()))
             if self.close_info is None:
                 self.close_info = CloseInfo(event.code, event.reason or "", by_client=True)
         elif state is ConnectionState.OPEN:
             # wsproto reports a protocol violation as a CloseConnection it expects us to send.
             self._parser_alive = False
-            out.to_client += self.close(*protocol_error(event.code, event.reason or ""))
+            out.client_chunks.append(self.close(*protocol_error(event.code, event.reason or "")))
         elif self.close_info is None:
             # EOF without a Close frame (1006), or the reply to a close we started.
             self.close_info = CloseInfo(event.code, event.reason or "", by_client=True)
@@ -191,7 +232,7 @@ class ClientStream:
         """Account for a chunk of the current message; False (and close 1009) if too big."""
         self._message_size += size
         if self._message_size > self._max_message_size:
-            out.to_client += self.close(TOO_BIG, MESSAGE_TOO_BIG)
+            out.client_chunks.append(self.close(TOO_BIG, MESSAGE_TOO_BIG))
             return False
         if finished:
             self._message_size = 0
@@ -200,11 +241,11 @@ class ClientStream:
 
     def _on_bytes(self, event: BytesMessage, out: Output) -> None:
         if self._grow(len(event.data), event.message_finished, out):
-            out.to_target += event.data
+            out.target_chunks.append(event.data)
 
     def _on_text(self, event: TextMessage, out: Output) -> None:
         if self._mode is DataMode.BINARY and self._text_frames is TextFrames.REJECT:
-            out.to_client += self.close(UNSUPPORTED_DATA, TEXT_UNSUPPORTED)
+            out.client_chunks.append(self.close(UNSUPPORTED_DATA, TEXT_UNSUPPORTED))
             return
         # wsproto decodes incrementally: each chunk holds whole code points, so the
         # encoded size is exact and an invalid sequence closes 1007 before we forward.
@@ -216,10 +257,10 @@ class ClientStream:
             return
         text, self._text = bytes(self._text), bytearray()
         if self._mode is DataMode.BINARY:
-            out.to_target += text
+            out.target_chunks.append(text)
             return
         try:
-            out.to_target += base64.b64decode(text, validate=True)
+            out.target_chunks.append(base64.b64decode(text, validate=True))
         except (binascii.Error, ValueError):
             out.messages -= 1
-            out.to_client += self.close(INVALID_DATA, INVALID_BASE64)
+            out.client_chunks.append(self.close(INVALID_DATA, INVALID_BASE64))

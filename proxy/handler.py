@@ -9,17 +9,18 @@ from __future__ import annotations
 
 import logging
 import socket
+import ssl
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from proxy import access, handshake
+from proxy import access, forwarded, handshake, proxyproto, tls, web
 from proxy.errors import HandshakeError, RequestTimeout, TargetError, TokenError
 from proxy.frames import CONNECT_FAILED, INTERNAL_ERROR, TARGET_CLOSED, ClientStream, CloseInfo
 from proxy.httpio import RequestReader, SocketWriter
 from proxy.relay import Limits, Relay, close_session
-from proxy.settings import Target
+from proxy.settings import DEFAULT_CERT, Target
 from proxy.targets import open_target, open_unix_target, tune_tcp
 from proxy.traffic import session_tap
 
@@ -41,20 +42,66 @@ class ProxyRequestHandler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     # With sys_version this gives "Server: WebSockify Python/3.x.y", as websockify (§4.1).
     server_version = "WebSockify"
+    #: The client named by a trusted proxy's X-Forwarded-For/Forwarded; None = the peer.
+    forwarded_client: tuple[str, int] | None = None
 
     def setup(self) -> None:
         self.settings = self.server.settings
-        self.connection = self.request
-        self.rfile = RequestReader(self.request)
-        self.wfile = SocketWriter(self.request, self.settings.request_timeout)
         tune_tcp(self.request)
         self.session_id = self.server.next_session_id()
         # websockify's parent logs "<client>: new handler Process" at fork, without the
         # request prefix (spec §3.3); we start a thread instead (docs/logging.rst).
         log.debug("%s: new handler Thread", self.address_string())
+        # ws:// and wss:// on one port; may replace self.request with the SSLSocket (§4.1).
+        self.refused = not self._start_tls()
+        self.connection = self.request
+        self.rfile = RequestReader(self.request)
+        self.wfile = SocketWriter(self.request, self.settings.request_timeout)
+
+    def _start_tls(self) -> bool:
+        """Sniff the first byte and wrap a TLS client (spec §4.1); False = close now.
+
+        The sniff waits up to the first-byte timeout; the TLS handshake is then bounded
+        as a whole by the request timeout (websockify has no bound on it).
+        """
+        self.secure = False
+        #: The verified client certificate's CN, for auth plugins (spec §9.1).
+        self.client_cn: str | None = None
+        kind = tls.sniff(self.request, self.settings.first_byte_timeout)
+        client = self.address_string()
+        if kind is tls.Sniff.NOTHING:
+            return False  # websockify closes a silent client after 3 s, logging nothing
+        if kind is tls.Sniff.PLAIN:
+            if self.settings.ssl_only:
+                log.info("%s: non-SSL connection received but disallowed", client)
+                return False
+            return True
+        context = self.server.server_tls.context  # read once: a SIGHUP may swap it
+        if context is None:
+            log.info("%s: SSL connection but '%s' not found", client,
+                     self.settings.cert or DEFAULT_CERT)
+            return False
+        try:
+            self.request = tls.accept(self.request, context, self.settings.request_timeout)
+        except ssl.SSLEOFError as exc:
+            log.info("%s: %s", client, exc)  # websockify's line for an SSL EOF (§4.1)
+            return False
+        self.secure = True
+        self.client_cn = tls.peer_common_name(self.request)
+        return True
+
+    def handle(self) -> None:
+        if not self.refused:
+            super().handle()
 
     def finish(self) -> None:
-        """The socket itself is shut down and closed by ``ProxyServer.shutdown_request``."""
+        """The accepted socket is shut down and closed by ``ProxyServer.shutdown_request``.
+
+        An SSLSocket wrapped around it is ours to close: the wrap detached the original
+        object, so closing only that one leaks the descriptor (notes/libraries.md §4.1).
+        """
+        if isinstance(self.request, ssl.SSLSocket):
+            _close(self.request)
 
     def handle_one_request(self) -> None:
         # websockify waits 3 s for the first byte, then closes silently (spec §4.1).
@@ -71,19 +118,24 @@ class ProxyRequestHandler(BaseHTTPRequestHandler):
             self.send_error(HTTPStatus.REQUEST_TIMEOUT)
 
     def do_GET(self) -> None:
+        if self.settings.trusted_proxies and isinstance(self.client_address, tuple):
+            # Behind a trusted balancer the client is the one it names (--trusted-proxy).
+            self.forwarded_client = forwarded.client_address(
+                self.client_address[:2], self.headers, self.settings.trusted_proxies)
         if not handshake.is_upgrade(self.headers):
-            # No --web: websockify answers every plain GET with 405 (spec §4.2).
-            self.send_error(HTTPStatus.METHOD_NOT_ALLOWED)
+            self._serve_web(head=False)
             return
         self.close_connection = True
         try:
             target = access.resolve_target(self.settings, self.server.token_plugin, self.path,
                                            self.headers)
             if self.server.auth_plugin is not None:
-                access.strip_client_cert_headers(self.headers, None)
+                access.strip_client_cert_headers(self.headers, self.client_cn)
                 access.authenticate(self.server.auth_plugin, self.headers, target)
             upgrade = handshake.check_upgrade(self.headers)
             ws, response = handshake.accept(upgrade, self._standard_headers())
+            # --connect-before-upgrade: a target failure is a 502/504 instead of a 101+1011.
+            early = self._connect_early(target) if self.settings.connect_before_upgrade else None
         except HandshakeError as exc:
             self._reject(exc)
             return
@@ -91,16 +143,35 @@ class ProxyRequestHandler(BaseHTTPRequestHandler):
         self.server.note_upgrade(self.address_string())
         self.log_request(HTTPStatus.SWITCHING_PROTOCOLS)
         client = self.address_string()
-        self.log_message("%s: Plain non-SSL (ws://) WebSocket connection", client)
+        if self.secure:
+            self.log_message("%s: SSL/TLS (wss://) WebSocket connection", client)
+        else:
+            self.log_message("%s: Plain non-SSL (ws://) WebSocket connection", client)
         if self.path != "/":
             self.log_message("%s: Path: '%s'", client, self.path)
         stream = ClientStream(
             ws, upgrade.mode, self.settings.text_frames, self.settings.max_message_size
         )
-        self._proxy(stream, target)
+        self._proxy(stream, target, early)
 
     def do_HEAD(self) -> None:
-        self.send_error(HTTPStatus.METHOD_NOT_ALLOWED)
+        self._serve_web(head=True)
+
+    def _serve_web(self, head: bool) -> None:
+        """A plain GET/HEAD: ``--web`` files, ``--diagnostics`` pages (``proxy.web``)."""
+        if not web.enabled(self.settings):
+            # No --web: websockify answers every plain GET and HEAD with 405 (spec §4.2).
+            self.send_error(HTTPStatus.METHOD_NOT_ALLOWED)
+            return
+        if self.settings.web_auth and self.server.auth_plugin is not None:
+            try:
+                # --web-auth: the auth plugin first, told the configured target (§4.5).
+                access.strip_client_cert_headers(self.headers, self.client_cn)
+                access.authenticate(self.server.auth_plugin, self.headers, self.settings.target)
+            except HandshakeError as exc:
+                self._reject(exc)
+                return
+        web.respond(self, self.settings, head)
 
     # Other methods have no do_X: http.server answers "501 Unsupported method ('POST')",
     # which is 0.13.0's answer (spec §4.2, §14).
@@ -138,11 +209,53 @@ class ProxyRequestHandler(BaseHTTPRequestHandler):
         timeout = self.settings.connect_timeout
         if target.unix_socket:
             self.log_message("connecting to unix socket: %s", target.unix_socket)
-            return open_unix_target(target.unix_socket, timeout)
-        self.log_message("connecting to: %s", target.display)
-        return open_target(target.host, target.port, timeout)
+            return self._proxy_header(open_unix_target(target.unix_socket, timeout))
+        context = self.server.target_context
+        # websockify also logs "(using SSL)" for a Unix target but does not use TLS there
+        # (spec §7.6); we neither wrap nor claim it.
+        self.log_message("connecting to: %s%s", target.display, " (using SSL)" if context else "")
+        sock = self._proxy_header(open_target(target.host, target.port, timeout))
+        if context is None:
+            return sock
+        return tls.connect_target(sock, context, target.host, timeout)
 
-    def _proxy(self, stream: ClientStream, target: Target) -> None:
+    def _connect_early(self, target: Target) -> socket.socket:
+        """Connect before the 101 (``--connect-before-upgrade``).
+
+        Raises:
+            HandshakeError: 504 when the connect timed out, 502 for any other failure.
+        """
+        try:
+            return self._connect(target)
+        except TargetError as exc:
+            self.log_message("Failed to connect to %s: %s", target.display, exc)
+            timed_out = isinstance(exc.__cause__, TimeoutError)
+            status = HTTPStatus.GATEWAY_TIMEOUT if timed_out else HTTPStatus.BAD_GATEWAY
+            raise HandshakeError(status, "Failed to connect to downstream server") from exc
+
+    def _proxy_header(self, sock: socket.socket) -> socket.socket:
+        """Send the PROXY v1 header first (``--target-proxy-protocol``); return ``sock``.
+
+        Before any TLS to the target: the PROXY protocol precedes the target's protocol.
+
+        Raises:
+            TargetError: the send failed (``sock`` is closed).
+        """
+        if not self.settings.target_proxy_protocol:
+            return sock
+        peer = self.forwarded_client or self.client_address
+        source = (str(peer[0]), int(peer[1])) if isinstance(peer, tuple) and peer else None
+        try:
+            local = self.request.getsockname()
+            destination = (str(local[0]), int(local[1])) if isinstance(local, tuple) else None
+            sock.sendall(proxyproto.v1_header(source, destination))
+        except OSError as exc:
+            sock.close()
+            raise TargetError(str(exc)) from exc
+        return sock
+
+    def _proxy(self, stream: ClientStream, target: Target,
+               sock: socket.socket | None = None) -> None:
         """Connect the target after the 101 (spec §4.3 step 5) and relay until closed."""
         s = self.settings
         limits = Limits(s.high_water, s.recv_size, s.heartbeat, s.close_timeout)
@@ -152,7 +265,7 @@ class ProxyRequestHandler(BaseHTTPRequestHandler):
         tap = session_tap(s, self.session_id, self.address_string(), self.log_message)
         try:
             try:
-                sock = self._connect(target)
+                sock = sock or self._connect(target)
             except TargetError as exc:
                 # websockify prints "None:None" for a Unix target here; we print its path.
                 self.log_message("Failed to connect to %s: %s", target.display, exc)
@@ -176,7 +289,13 @@ class ProxyRequestHandler(BaseHTTPRequestHandler):
         self.log_verbose("%s: Closed target", target.display)
 
     def address_string(self) -> str:
-        """The peer IP; for ``--unix-listen`` the socket path, as websockify logs (§3.1)."""
+        """The peer IP; for ``--unix-listen`` the socket path, as websockify logs (§3.1).
+
+        The one place the client label comes from: behind a ``--trusted-proxy`` it is the
+        address that proxy forwarded (set in ``do_GET``).
+        """
+        if self.forwarded_client is not None:
+            return self.forwarded_client[0]
         if isinstance(self.client_address, tuple) and self.client_address:
             return str(self.client_address[0])
         return self.settings.unix_listen or "unix"

@@ -17,8 +17,10 @@ import socket
 import ssl
 import threading
 import time
+from collections import deque
 from dataclasses import dataclass
-from typing import Protocol
+from itertools import islice
+from typing import Iterable, Protocol
 
 from proxy.frames import (ABNORMAL, GOING_AWAY, NORMAL, SHUTTING_DOWN, TARGET_CLOSED,
                           ClientStream, CloseInfo)
@@ -109,13 +111,66 @@ def _recv(sock: socket.socket, size: int) -> bytes | None:
     return data
 
 
-def _send(sock: socket.socket, buffer: bytearray) -> None:
-    """Write what the socket takes now and drop it from ``buffer``. OSError propagates."""
-    try:
-        sent = sock.send(buffer)
-    except _WOULD_BLOCK:
-        return
-    del buffer[:sent]
+#: Chunks handed to one sendmsg() (Linux IOV_MAX is 1024).
+_IOV_CHUNKS = 256
+#: TLS has no sendmsg(): up to this many chunks are joined into one send() instead.
+_TLS_JOIN_CHUNKS = 16
+
+
+class Outbox:
+    """Bytes owed to one socket: a queue of chunks and their total size.
+
+    Chunks are queued as they come (frame headers, payloads) and written with one
+    ``sendmsg()``, so a payload is never copied into a buffer and a partial write never
+    shifts the rest (``del bytearray[:n]`` is a memmove of everything behind it).
+    ``len()`` is the byte count the high-water marks compare against.
+    """
+
+    __slots__ = ("_chunks", "_size")
+
+    def __init__(self) -> None:
+        self._chunks: deque[bytes | bytearray | memoryview] = deque()
+        self._size = 0
+
+    def __len__(self) -> int:
+        return self._size
+
+    def append(self, chunk: bytes | bytearray) -> None:
+        if chunk:
+            self._chunks.append(chunk)
+            self._size += len(chunk)
+
+    def extend(self, chunks: Iterable[bytes | bytearray]) -> None:
+        for chunk in chunks:
+            if chunk:
+                self._chunks.append(chunk)
+                self._size += len(chunk)
+
+    def clear(self) -> None:
+        self._chunks.clear()
+        self._size = 0
+
+    def send(self, sock: socket.socket, tls: bool) -> None:
+        """Write what the socket takes now and drop it from the queue. OSError propagates."""
+        chunks = self._chunks
+        try:
+            if len(chunks) == 1:
+                sent = sock.send(chunks[0])
+            elif tls:
+                sent = sock.send(b"".join(islice(chunks, _TLS_JOIN_CHUNKS)))
+            else:
+                sent = sock.sendmsg(islice(chunks, _IOV_CHUNKS))
+        except _WOULD_BLOCK:
+            return
+        self._size -= sent
+        while sent:
+            first = chunks[0]
+            if sent >= len(first):
+                chunks.popleft()
+                sent -= len(first)
+            else:
+                chunks[0] = memoryview(first)[sent:]
+                break
 
 
 class Relay:
@@ -137,8 +192,10 @@ class Relay:
         self.target = target
         self.stream = stream
         self.limits = limits
-        self.to_client = bytearray()
-        self.to_target = bytearray()
+        self.to_client = Outbox()
+        self.to_target = Outbox()
+        self._client_tls = isinstance(client, ssl.SSLSocket)
+        self._target_tls = isinstance(target, ssl.SSLSocket)
         #: Bytes taken from each side so far (for tests, stats and logs).
         self.received_from_client = 0
         self.received_from_target = 0
@@ -194,7 +251,7 @@ class Relay:
         """Server shutdown: close 1001 and give the client a short time to answer."""
         assert self._stop is not None
         self._selector.unregister(self._stop)
-        self.to_client += self.stream.close(GOING_AWAY, SHUTTING_DOWN)
+        self.to_client.append(self.stream.close(GOING_AWAY, SHUTTING_DOWN))
         self._note_closing()
         assert self._close_deadline is not None
         self._close_deadline = min(self._close_deadline,
@@ -213,10 +270,10 @@ class Relay:
         """Feed client bytes (b"" = EOF) through the frame policy into the buffers."""
         self.received_from_client += len(data)
         out = self.stream.receive(data or None)
-        self.to_target += out.to_target
-        self.to_client += out.to_client
+        self.to_target.extend(out.target_chunks)
+        self.to_client.extend(out.client_chunks)
         if self._tap is not None and data:
-            self._tap.from_client(bytes(out.to_target), out.messages)
+            self._tap.from_client(out.to_target, out.messages)
         self._note_closing()
 
     def _read_target(self) -> None:
@@ -229,7 +286,7 @@ class Relay:
             return
         if data:
             self.received_from_target += len(data)
-            self.to_client += self.stream.send_data(data)
+            self.to_client.extend(self.stream.frame_data(data))
             if self._tap is not None:
                 self._tap.from_target(data)
             return
@@ -239,7 +296,7 @@ class Relay:
         """Target EOF or failure: what it sent is already queued; the Close goes after it."""
         if self._target_readable:
             self._target_readable = False
-            self.to_client += self.stream.close(NORMAL, TARGET_CLOSED)  # spec §5.3
+            self.to_client.append(self.stream.close(NORMAL, TARGET_CLOSED))  # spec §5.3
             self._note_closing()
 
     # -- writing -------------------------------------------------------------------
@@ -247,7 +304,7 @@ class Relay:
     def _flush(self) -> None:
         if self.to_client and not self._client_lost:
             try:
-                _send(self.client, self.to_client)
+                self.to_client.send(self.client, self._client_tls)
             except OSError:
                 self._lose_client()
             else:
@@ -255,7 +312,7 @@ class Relay:
                     self._tap.sent_to_client(not self.to_client)
         if self.to_target and not self._target_lost:
             try:
-                _send(self.target, self.to_target)
+                self.to_target.send(self.target, self._target_tls)
             except OSError:
                 self._lose_target()
             else:
@@ -335,7 +392,7 @@ class Relay:
             return
         now = time.monotonic()
         if now >= self._next_ping:
-            self.to_client += self.stream.ping()
+            self.to_client.append(self.stream.ping())
             self._next_ping = now + self.limits.heartbeat
 
 

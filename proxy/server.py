@@ -17,6 +17,7 @@ import threading
 import time
 from typing import Any
 
+from proxy import tls
 from proxy.errors import StartupError
 from proxy.handler import ProxyRequestHandler
 from proxy.plugins import load_plugin
@@ -69,6 +70,10 @@ class ProxyServer(socketserver.ThreadingTCPServer):
         bind_and_activate: bool = True,
     ) -> None:
         self.settings = settings
+        # TLS contexts are built once, before binding, so a bad certificate is a startup
+        # error (exit 1), never a failure in a connection thread. SIGHUP: server_tls.reload().
+        self.server_tls = tls.ServerTLS(settings)
+        self.target_context = tls.build_target_context(settings)
         # Plugins are built once and shared by every connection thread (spec §8.1, §9.1).
         self.token_plugin = _plugin(settings.token_plugin, "token", settings.token_source)
         self.auth_plugin = _plugin(settings.auth_plugin, "auth", settings.auth_source)

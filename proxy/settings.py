@@ -7,6 +7,7 @@ Pure: no I/O here. Nothing per-connection may live in ``Settings`` or on the ser
 from __future__ import annotations
 
 import enum
+import ipaddress
 from dataclasses import dataclass
 
 #: websockify waits 3 s for the first byte of a connection (spec §4.1 step 2).
@@ -23,6 +24,8 @@ MAX_MESSAGE_SIZE = 64 * 1024 * 1024  # bytes
 HIGH_WATER = 256 * 1024  # bytes
 #: Size of one recv(); each target read becomes one WebSocket frame (spec §5.2).
 RECV_SIZE = 64 * 1024  # bytes
+#: websockify's ``--cert`` default, relative to the working directory at start (§3.2).
+DEFAULT_CERT = "self.pem"
 
 
 @dataclass(frozen=True)
@@ -73,8 +76,44 @@ class Settings:
     host_token: bool = False
     #: Close silently on a missing/unknown token, as websockify does (default: HTTP 400/404).
     silent_token_errors: bool = False
+    #: ``--token-from``: "query" (websockify), "path", "cookie:NAME" or "header:NAME".
+    token_from: str = "query"
+    #: ``--connect-before-upgrade``: connect the target before the 101 (502/504 on failure).
+    connect_before_upgrade: bool = False
+    #: ``--trusted-proxy``: peers whose X-Forwarded-For/Forwarded name the client (ip_network).
+    trusted_proxies: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()
+    #: ``--target-proxy-protocol``: send a PROXY protocol v1 header to the target first.
+    target_proxy_protocol: bool = False
     auth_plugin: str | None = None
     auth_source: str | None = None
+    #: ``--web``: absolute directory of static files served to plain GET/HEAD (spec §4.5).
+    web: str | None = None
+    #: ``--web-auth``: run the auth plugin before serving files and built-in pages.
+    web_auth: bool = False
+    #: ``--file-only``: directory listings are 404 "Not Found" (spec §4.5).
+    file_only: bool = False
+    #: ``--diagnostics``: URL path prefix (``/.../``) of the diagnostics page; None = off.
+    diagnostics_path: str | None = None
+    #: ``--cert``: PEM certificate chain (and the key when no ``--key``); None = no TLS.
+    cert: str | None = None
+    #: The certificate must load (``--cert``/``--key`` given explicitly); otherwise a missing
+    #: default ``self.pem`` just means plain connections only (spec §3.2).
+    cert_required: bool = False
+    key: str | None = None
+    key_password: str | None = None
+    #: ``--ssl-only``: refuse plain (ws://) connections (spec §7.2).
+    ssl_only: bool = False
+    #: ``--ssl-version``: "default", "tlsv1_1", "tlsv1_2" or "tlsv1_3" (minimum version).
+    ssl_version: str = "default"
+    ssl_ciphers: str | None = None
+    #: ``--verify-client``: require a client certificate signed by ``cafile`` (or system CAs).
+    verify_client: bool = False
+    cafile: str | None = None
+    #: ``--ssl-target``: TLS to the target, verified against the system CAs (spec §7.6),
+    #: or only against ``ssl_target_cafile``, or not at all with ``ssl_target_no_verify``.
+    ssl_target: bool = False
+    ssl_target_cafile: str | None = None
+    ssl_target_no_verify: bool = False
     #: The command after ``--`` (wrap mode, spec §7.9); empty = no wrap.
     wrap_cmd: tuple[str, ...] = ()
     verbose: bool = False

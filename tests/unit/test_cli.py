@@ -110,9 +110,10 @@ def test_environment_variables_set_options(monkeypatch: pytest.MonkeyPatch) -> N
         (["--heartbeat", "1.5", "1", "h:2"], "option --heartbeat: invalid integer value: '1.5'"),
         (["1", "h:2", "--timeout"], "--timeout option requires 1 argument"),
         (["--verbose=yes", "1", "h:2"], "--verbose option does not take a value"),
-        (["--t", "1", "1", "h:2"], "ambiguous option: --t (--target-config, --text-frames, "
-                                   "--timeout, --token-plugin, --token-source, --traffic, "
-                                   "--traffic-dump, --traffic-dump-bytes?)"),
+        (["--t", "1", "1", "h:2"], "ambiguous option: --t (--target-config, "
+                                   "--target-proxy-protocol, --text-frames, --timeout, "
+                                   "--token-from, --token-plugin, --token-source, --traffic, "
+                                   "--traffic-dump, --traffic-dump-bytes, --trusted-proxy?)"),
         (["6080", "--"], "Too few arguments"),
         (["--token-plugin", "T", "6080", "extra"], "Too many arguments"),
     ],

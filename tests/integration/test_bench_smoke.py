@@ -1,0 +1,49 @@
+"""Smoke test of scripts/bench: a --quick run against ours and a direct connection.
+
+Uses this interpreter for "ours" (BENCH_OURS_PYTHON) and tests/node's ws for the load
+generator (BENCH_NODE), so it installs nothing; peers live in a tmp BENCH_DIR.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import TIMEOUT
+
+pytestmark = [pytest.mark.slow, pytest.mark.integration, pytest.mark.node]
+
+ROOT = Path(__file__).resolve().parents[2]
+NODE_DIR = ROOT / "tests" / "node"
+
+
+def test_a_quick_bench_run_prints_a_table_with_numbers(tmp_path: Path) -> None:
+    """`scripts/bench --quick --only ours,direct` finishes and prints figures for each."""
+    if shutil.which("node") is None:
+        pytest.skip("node is not installed")
+    if not (NODE_DIR / "node_modules" / "ws" / "package.json").is_file():
+        pytest.skip("Node package ws missing: run `npm install --prefix tests/node`")
+    peers = "ours,direct" + (",socat" if shutil.which("socat") else "")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("WEBSOCKIFY_")}
+    env.update(BENCH_DIR=str(tmp_path), BENCH_NODE=str(NODE_DIR), BENCH_OURS_PYTHON=sys.executable)
+    out = tmp_path / "report.json"
+    res = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "bench"), "--quick", "--no-setup",
+         "--only", peers, "--json", str(out)],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=24 * TIMEOUT,
+        stdin=subprocess.DEVNULL,
+    )
+    assert res.returncode == 0, res.stderr[-2000:]
+    for label in ("client→target 64 KiB msgs", "target→client 64 KiB reads",
+                  "connections/s", "32 B echo p50"):
+        line = next(line for line in res.stdout.splitlines() if line.startswith(label))
+        assert re.search(r"\d[\d,.]* \[", line), line  # "median [min–max]" for each peer
+        assert "—" not in line.split(")", 1)[1], line
+    assert re.search(r"^ours\s+200\s+200\s+200\s", res.stdout, re.M), res.stdout
+    assert out.is_file()
