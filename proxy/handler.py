@@ -10,10 +10,12 @@ from __future__ import annotations
 import logging
 import socket
 import ssl
+from collections.abc import Sequence
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler
-from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
+
+from wsproto import WSConnection
 
 from proxy import access, forwarded, handshake, proxyproto, tls, web
 from proxy.errors import HandshakeError, RequestTimeout, TargetError, TokenError
@@ -127,19 +129,41 @@ class ProxyRequestHandler(BaseHTTPRequestHandler):
             return
         self.close_connection = True
         try:
-            target = access.resolve_target(self.settings, self.server.token_plugin, self.path,
-                                           self.headers)
-            if self.server.auth_plugin is not None:
-                access.strip_client_cert_headers(self.headers, self.client_cn)
-                access.authenticate(self.server.auth_plugin, self.headers, target)
-            upgrade = handshake.check_upgrade(self.headers)
-            ws, response = handshake.accept(upgrade, self._standard_headers())
+            target, upgrade, ws, response = self._admit()
             # --connect-before-upgrade: a target failure is a 502/504 instead of a 101+1011.
             early = self._connect_early(target) if self.settings.connect_before_upgrade else None
         except HandshakeError as exc:
             self._reject(exc)
             return
-        self.wfile.write(response)
+        try:
+            self.wfile.write(response)
+        except OSError:
+            if early is not None:
+                _close(early)
+            raise
+        self._log_upgrade()
+        s = self.settings
+        # Held-back binary pieces count against the same bound as the relay's buffers.
+        stream = ClientStream(ws, upgrade.mode, s.text_frames, s.max_message_size, s.high_water)
+        self._proxy(stream, target, early)
+
+    def _admit(self) -> tuple[Target, handshake.Upgrade, WSConnection, bytes]:
+        """Token, auth, then the handshake checks, in websockify's order (spec §4.3).
+
+        Raises:
+            HandshakeError: the answer to send instead of the 101.
+        """
+        target = access.resolve_target(self.settings, self.server.token_plugin, self.path,
+                                       self.headers)
+        if self.server.auth_plugin is not None:
+            access.strip_client_cert_headers(self.headers, self.client_cn)
+            access.authenticate(self.server.auth_plugin, self.headers, target)
+        upgrade = handshake.check_upgrade(self.headers)
+        ws, response = handshake.accept(upgrade, self._standard_headers())
+        return target, upgrade, ws, response
+
+    def _log_upgrade(self) -> None:
+        """The 101 is out: websockify's per-connection lines (spec §3.3)."""
         self.server.note_upgrade(self.address_string())
         self.log_request(HTTPStatus.SWITCHING_PROTOCOLS)
         client = self.address_string()
@@ -149,10 +173,6 @@ class ProxyRequestHandler(BaseHTTPRequestHandler):
             self.log_message("%s: Plain non-SSL (ws://) WebSocket connection", client)
         if self.path != "/":
             self.log_message("%s: Path: '%s'", client, self.path)
-        stream = ClientStream(
-            ws, upgrade.mode, self.settings.text_frames, self.settings.max_message_size
-        )
-        self._proxy(stream, target, early)
 
     def do_HEAD(self) -> None:
         self._serve_web(head=True)

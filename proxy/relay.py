@@ -41,6 +41,8 @@ class Limits:
     close_timeout: float = 5.0  # seconds to flush and exchange Close frames
 
 
+#: How long a failed connection waits for the client's EOF after our FIN.
+FAIL_LINGER = 1.0  # seconds
 #: How long a session closed by server shutdown may wait for the client's Close (§10).
 SHUTDOWN_CLOSE_TIMEOUT = 1.0  # seconds
 
@@ -205,6 +207,7 @@ class Relay:
         self._selector = selectors.PollSelector()
         self._interest: dict[socket.socket, int] = {}
         self._close_deadline: float | None = None
+        self._client_shut = False  # we half-closed the client after a protocol error
         self._next_ping = time.monotonic() + limits.heartbeat if limits.heartbeat > 0 else None
         self._stop = stop
         self._tap = tap
@@ -344,9 +347,27 @@ class Relay:
             return False
         if self._close_deadline is not None and time.monotonic() >= self._close_deadline:
             return True  # a peer that never reads or never answers cannot hold us
+        if self.stream.failed and not self.to_client and not self._client_shut:
+            self._fail_connection()
         client_done = self.stream.finished or self._client_lost
         target_done = not self.to_target or self._target_lost
         return client_done and not self.to_client and target_done
+
+    def _fail_connection(self) -> None:
+        """After a protocol error our Close is out: half-close and wait for the client's EOF.
+
+        RFC 6455 §7.1.7 lets us drop the TCP connection; a FIN instead of close() keeps
+        unread client bytes from turning it into a reset that could destroy the Close
+        frame. The parser is dead, so the client's own Close can no longer be seen.
+        """
+        self._client_shut = True
+        try:
+            self.client.shutdown(socket.SHUT_WR)
+        except OSError:
+            self._lose_client()
+            return
+        assert self._close_deadline is not None
+        self._close_deadline = min(self._close_deadline, time.monotonic() + FAIL_LINGER)
 
     def _update_interest(self) -> None:
         hw = self.limits.high_water

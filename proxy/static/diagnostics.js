@@ -256,15 +256,16 @@ function drawChart() {
     ctx.lineTo(left + pw, y);
     ctx.stroke();
     ctx.textAlign = "right";
-    ctx.fillText(`${((rttMax * i) / 4).toFixed(rttMax < 4 ? 1 : 0)}`, left - 4, y + 4);
+    ctx.fillText(`${((rttMax * i) / 4).toFixed(rttMax < 20 ? 1 : 0)}`, left - 4, y + 4);
     ctx.textAlign = "left";
-    ctx.fillText(`${((rateMax * i) / 4).toFixed(rateMax < 4 ? 1 : 0)}`, left + pw + 4, y + 4);
+    ctx.fillText(`${((rateMax * i) / 4).toFixed(rateMax < 20 ? 1 : 0)}`, left + pw + 4, y + 4);
   }
   ctx.textAlign = "center";
   ctx.fillText(`last ${HISTORY} s`, left + pw / 2, h - 6);
   const x = (i) => left + pw - ((samples.length - 1 - i) * pw) / (HISTORY - 1);
-  const line = (color, value, max) => {
+  const line = (color, value, max, dash = []) => {
     ctx.strokeStyle = color;
+    ctx.setLineDash(dash);
     ctx.lineWidth = 2;
     ctx.beginPath();
     let drawing = false;
@@ -277,9 +278,10 @@ function drawChart() {
     });
     ctx.stroke();
     ctx.lineWidth = 1;
+    ctx.setLineDash([]);
   };
   line("#1f77b4", (s) => s.down / 1024, rateMax);
-  line("#2ca02c", (s) => s.up / 1024, rateMax);
+  line("#2ca02c", (s) => s.up / 1024, rateMax, [6, 6]); // dashed: an echo's lines coincide
   line("#d62728", (s) => s.rtt, rttMax);
 }
 

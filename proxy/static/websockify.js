@@ -277,7 +277,8 @@ const DEFAULTS = Object.freeze({
   minDelay: 250, // ms before the first reconnect
   maxDelay: 10000, // ms, the backoff's ceiling
   factor: 2,
-  maxRetries: Infinity,
+  maxRetries: Infinity, // reconnects in a row without a working connection
+  stableAfter: 5000, // ms open (or any data received) = a working connection
   // A client sending what the proxy refuses would only be refused again.
   noReconnectCodes: [1002, 1003, 1007, 1008, 1009],
   queue: true,
@@ -414,17 +415,19 @@ export class WebsockifyClient {
     ws.binaryType = "arraybuffer";
     this._ws = ws;
     let opened = false;
+    let openedAt = 0;
+    let received = false;
     ws.onopen = () => {
       opened = true;
       this.state = "open";
       this.protocol = ws.protocol || "";
       this.queue.reset();
-      const attempt = this._attempt;
-      this._attempt = 0;
-      this._emit("open", { url: this.url, protocol: this.protocol, attempt });
+      openedAt = Date.now();
+      this._emit("open", { url: this.url, protocol: this.protocol, attempt: this._attempt });
     };
     ws.onmessage = (event) => {
       const data = toBytes(event.data);
+      received = true;
       this.bytesReceived += data.byteLength;
       this.messagesReceived += 1;
       if (this.options.queue) this.queue.push(data);
@@ -435,6 +438,11 @@ export class WebsockifyClient {
     };
     ws.onclose = (event) => {
       if (this._ws === ws) this._ws = null;
+      // A connection that worked (data came, or it lasted) starts the backoff over;
+      // websockify opens and then closes 1011 when the target is down, which does not.
+      if (received || (opened && Date.now() - openedAt >= this.options.stableAfter)) {
+        this._attempt = 0;
+      }
       this._closed(event, opened);
     };
     if (this._stopped) {

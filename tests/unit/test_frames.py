@@ -19,18 +19,32 @@ def stream_pair(**kwargs: object) -> tuple[object, ClientStream]:
     return client, ClientStream(server, **kwargs)  # type: ignore[arg-type]
 
 
-def test_binary_chunks_are_forwarded_as_they_arrive() -> None:
-    """A 100 000-byte frame fed in two parts reaches the target in two parts (no reassembly)."""
+def test_a_binary_frame_spanning_reads_reaches_the_target_in_one_piece() -> None:
+    """Held back until the frame is complete, so an echo comes back in one frame (Autobahn 1.2.6)."""
     client, server = open_pair()
     stream = ClientStream(server)
     payload = bytes(range(256)) * 400
     wire = client.send(Message(data=payload))
     first = stream.receive(wire[:30000])
-    assert 0 < len(first.to_target) < len(payload)
-    assert first.messages == 0
+    assert first.to_target == b"" and first.messages == 0
     rest = stream.receive(wire[30000:])
-    assert bytes(first.to_target + rest.to_target) == payload
+    assert rest.target_chunks == [payload]
     assert rest.messages == 1
+
+
+def test_a_large_binary_message_streams_in_bounded_pieces() -> None:
+    """Never reassembled whole: pieces of at most `coalesce` bytes plus one read."""
+    client, server = open_pair()
+    stream = ClientStream(server, coalesce=64 * 1024)
+    payload = bytes(range(256)) * 4096  # 1 MiB
+    wire = client.send(Message(data=payload))
+    pieces: list[bytes] = []
+    for start in range(0, len(wire), 50000):
+        out = stream.receive(wire[start:start + 50000])
+        pieces.extend(bytes(chunk) for chunk in out.target_chunks)
+    assert b"".join(pieces) == payload
+    assert len(pieces) > 10
+    assert max(len(piece) for piece in pieces) < 64 * 1024 + 50000
 
 
 def test_a_fragmented_text_message_is_forwarded_only_when_complete() -> None:
@@ -177,3 +191,12 @@ def test_data_after_our_close_is_discarded_and_the_reply_finishes_the_session() 
     stream.receive(client.send(CloseConnection(code=1000).response()))
     assert stream.finished
     assert stream.close_info is not None and stream.close_info.reason == "Target closed"
+
+
+def test_each_fragment_of_a_binary_message_goes_on_when_complete() -> None:
+    client, server = open_pair()
+    stream = ClientStream(server)
+    first = stream.receive(client.send(Message(data=b"first-", message_finished=False)))
+    assert first.target_chunks == [b"first-"] and first.messages == 0
+    last = stream.receive(client.send(Message(data=b"last", message_finished=True)))
+    assert last.target_chunks == [b"last"] and last.messages == 1

@@ -163,8 +163,8 @@ def test_close_deadline_ends_a_session_whose_client_never_answers() -> None:
 def test_backpressure_stops_reading_a_client_whose_target_does_not_read() -> None:
     """What the relay takes from the client stays within high-water + one read; no byte lost."""
     limits = Limits(high_water=64 * 1024, recv_size=16 * 1024, close_timeout=TIMEOUT)
-    count, size = 200, 65536
-    with rig(limits) as r:
+    count, size, coalesce = 200, 65536, 16 * 1024
+    with rig(limits, coalesce=coalesce) as r:
         frame = r.client.send(Message(data=b"z" * size))
         sender = threading.Thread(target=lambda: r.client_app.sendall(frame * count))
         sender.start()
@@ -178,7 +178,7 @@ def test_backpressure_stops_reading_a_client_whose_target_does_not_read() -> Non
                     last, stable_since = taken, time.monotonic()
                 time.sleep(0.02)
             assert time.monotonic() < deadline, "the relay never stopped reading the client"
-            assert len(r.relay.to_target) <= limits.high_water + limits.recv_size
+            assert len(r.relay.to_target) <= limits.high_water + limits.recv_size + coalesce
             assert r.relay.received_from_client < count * len(frame) // 4
             assert sender.is_alive()  # the client is blocked by TCP-style backpressure
             assert r.target_read(count * size) == b"z" * (count * size)
@@ -219,3 +219,15 @@ def test_the_stop_signal_closes_every_session_with_1001() -> None:
                 assert r.target_app.recv(10) == b""
     finally:
         stop.close()
+
+
+def test_a_protocol_error_closes_1002_then_half_closes_the_client() -> None:
+    """RFC 6455 §7.1.7: after failing the connection the server ends TCP; no reset."""
+    with rig() as r:
+        r.send(raw_frame(0x2, b"x", masked=False))
+        events = r.events(CloseConnection)
+        assert events[-1] == CloseConnection(code=1002, reason="Procotol error: Frame not masked")
+        started = time.monotonic()
+        assert r.client_app.recv(10) == b""  # our FIN, without waiting for the client's Close
+        assert time.monotonic() - started < TIMEOUT / 2
+    assert r.result[0].code == 1002
