@@ -9,17 +9,20 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from collections.abc import Sequence
 from typing import Any, NoReturn
 
 import configargparse
 
-from proxy import __version__, logsetup, runner
+from proxy import __version__, activation, logsetup, runner
 from proxy.argv import expand_argv
 from proxy.configure import settings_from
 from proxy.forwarded import parse_trusted
-from proxy.settings import Settings, TextFrames
+from proxy.settings import (CONNECT_TIMEOUT, MAX_MESSAGE_SIZE, MAX_REQUEST_HEAD, REQUEST_TIMEOUT,
+                            ReplyFrames, Settings, TextFrames)
+from proxy.sessionlog import LOG_FORMATS
 from proxy.tokens import parse_token_from
 
 PROG = "websockify"
@@ -35,10 +38,7 @@ SSL_VERSIONS = ("default", "tlsv1_1", "tlsv1_2", "tlsv1_3")
 WRAP_MODES = ("exit", "ignore", "respawn")
 
 #: Options parsed now whose feature lands with a later issue: refused, never ignored.
-NOT_IMPLEMENTED = {
-    "daemon": "--daemon",
-    "wrap_mode": "--wrap-mode",
-}
+NOT_IMPLEMENTED: dict[str, str] = {}
 
 
 class Parser(configargparse.ArgumentParser):  # type: ignore[misc]
@@ -91,6 +91,25 @@ def choice(*choices: str) -> Any:
     return check
 
 
+def positive_int(value: str) -> int:
+    """An ``optparse_int`` greater than 0."""
+    number = optparse_int(value)
+    if number <= 0:
+        raise argparse.ArgumentTypeError(f"must be greater than 0: {value!r}")
+    return number
+
+
+def seconds(value: str) -> float:
+    """A duration in seconds, 0 or more (fractions allowed)."""
+    try:
+        number = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid number of seconds: {value!r}") from None
+    if not number >= 0 or number == float("inf"):
+        raise argparse.ArgumentTypeError(f"invalid number of seconds: {value!r}")
+    return number
+
+
 def token_from_type(value: str) -> str:
     """``--token-from``: checked by ``proxy.tokens.parse_token_from``."""
     try:
@@ -106,6 +125,39 @@ def trusted_type(value: str) -> tuple[Any, ...]:
         return parse_trusted(value)
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def url_path_type(value: str) -> str:
+    """``--metrics-path``/``--health-path``: an absolute URL path."""
+    if not value.startswith("/"):
+        raise argparse.ArgumentTypeError(f"must start with /: {value!r}")
+    return value
+
+
+def seconds_type(value: str) -> float:
+    """A non-negative number of seconds."""
+    try:
+        seconds = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid number of seconds: {value!r}") from None
+    if not seconds >= 0:
+        raise argparse.ArgumentTypeError(f"invalid number of seconds: {value!r}")
+    return seconds
+
+
+def header_type(value: str) -> tuple[str, str]:
+    """``--response-header 'Name: value'`` (RFC 9110 field name; no CR/LF in the value)."""
+    name, colon, text = value.partition(":")
+    name, text = name.strip(), text.strip()
+    if not colon or not name or any(c not in _TCHAR for c in name):
+        raise argparse.ArgumentTypeError(f"expected 'Name: value', got {value!r}")
+    if any(c in text for c in "\r\n\0"):
+        raise argparse.ArgumentTypeError(f"header value contains a line break: {value!r}")
+    return name, text
+
+
+_TCHAR = frozenset("!#$%&'*+-.^_`|~0123456789"
+                   "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
 
 
 def build_parser() -> Parser:
@@ -189,6 +241,53 @@ def build_parser() -> Parser:
              "/websockify/ (see --diagnostics-path)")
     add("--diagnostics-path", metavar="PATH",
         help="URL path of the --diagnostics page (default /websockify/)")
+    # Limits and timeouts (issue 9, docs/reliability.rst).
+    add("--reply-frames", type=choice(*(m.value for m in ReplyFrames)), default="binary",
+        metavar="TYPE",
+        help="frame type of the target's data: binary (default, as websockify), text, or "
+             "mirror (the type of the client's last message)")
+    add("--compression", **flag,
+        help="accept permessage-deflate when the client offers it (RFC 7692)")
+    add("--max-message-size", type=positive_int, default=MAX_MESSAGE_SIZE, metavar="BYTES",
+        help=f"close 1009 on a client message larger than this (default {MAX_MESSAGE_SIZE})")
+    add("--max-connections", type=optparse_int, default=0, metavar="N",
+        help="answer 503 beyond N live connections (default: 90%% of the open-file limit / 2)")
+    add("--max-connections-per-ip", type=optparse_int, default=0, metavar="N",
+        help="answer 503 beyond N live connections from one address (default: no limit)")
+    add("--conn-idle-timeout", type=seconds, default=0.0, metavar="SECONDS",
+        help="close a session (1000) after SECONDS without data either way (default: off)")
+    add("--max-session-time", type=seconds, default=0.0, metavar="SECONDS",
+        help="close a session (1001) SECONDS after it started (default: off)")
+    add("--heartbeat-timeout", type=seconds, default=0.0, metavar="SECONDS",
+        help="close a session (1011) whose client leaves a ping unanswered for SECONDS; "
+             "pings every --heartbeat seconds, else every SECONDS/2 (default: off)")
+    add("--handshake-timeout", type=seconds, default=REQUEST_TIMEOUT, metavar="SECONDS",
+        help=f"deadline for TLS and the HTTP request after the first byte "
+             f"(default {REQUEST_TIMEOUT:g})")
+    add("--connect-timeout", type=seconds, default=CONNECT_TIMEOUT, metavar="SECONDS",
+        help=f"deadline for connecting to the target (default {CONNECT_TIMEOUT:g})")
+    add("--max-request-head", type=positive_int, default=MAX_REQUEST_HEAD, metavar="BYTES",
+        help=f"answer 431 to a request line plus headers over BYTES (default {MAX_REQUEST_HEAD})")
+    # Operations (issue 10; docs/operations.rst).
+    add("--pid-file", metavar="FILE", help="write the process id to FILE (removed at exit)")
+    add("--listen-fd", type=optparse_int, metavar="FD",
+        help="serve the listening socket inherited as FD (set by systemd socket "
+             "activation, LISTEN_FDS)")
+    add("--metrics-path", type=url_path_type, metavar="PATH",
+        help="serve counters in the Prometheus text format at PATH")
+    add("--health-path", type=url_path_type, metavar="PATH",
+        help="answer 200 at PATH while serving, 503 while draining, at --max-connections "
+             "or short of file descriptors (no --web-auth)")
+    add("--stats-interval", type=seconds_type, default=0.0, metavar="N",
+        help="log the --metrics-path counters as one line every N seconds")
+    add("--log-format", type=choice(*LOG_FORMATS), default="classic",
+        help="classic: websockify's lines (default); json: one JSON record per connection "
+             "instead of the per-connection lines; both")
+    add("--drain-timeout", type=seconds_type, default=0.0, metavar="N",
+        help="on SIGTERM stop taking sessions and let open ones run up to N seconds "
+             "before closing them with 1001 (default 0)")
+    add("--response-header", type=header_type, action="append", metavar="'NAME: VALUE'",
+        help="add this header to every HTTP response and the 101 (repeatable)")
     add("-c", "--config", is_config_file=True, metavar="FILE",
         help="read options from FILE (long option names, `name = value` lines)")
     add("--version", action="version", version=f"%(prog)s (websockify-threaded) {__version__}")
@@ -217,6 +316,11 @@ def parse_args(argv: Sequence[str]) -> tuple[Settings, argparse.Namespace]:
     except ValueError as exc:
         parser.error(str(exc))
     opts, rest = parser.parse_known_args(head)
+    if opts.listen_fd is None and not opts.inetd:
+        # systemd socket activation: serve the passed socket, no listen positional.
+        fds = activation.listen_fds(os.environ, os.getpid())
+        if fds:
+            opts.listen_fd = fds[0]
     unknown = [arg for arg in rest if arg.startswith("-") and arg != "-"]
     if unknown:
         parser.error(f"no such option: {unknown[0].split('=', 1)[0]}")
@@ -229,8 +333,6 @@ def not_implemented(opts: argparse.Namespace, settings: Settings) -> str | None:
     for dest, name in NOT_IMPLEMENTED.items():
         if getattr(opts, dest) != getattr(defaults, dest):
             return name
-    if settings.wrap_cmd:
-        return "-- WRAP_COMMAND_LINE"
     return None
 
 
@@ -246,4 +348,4 @@ def main(argv: Sequence[str] | None = None) -> int:
         # websockify's --libserver engine is broken (spec §7.10); ours is always threaded.
         logging.getLogger(__name__).warning("warning: --libserver ignored: connections are "
                                             "always handled by threads")
-    return runner.serve(settings)
+    return runner.serve(settings, os.environ)

@@ -1,8 +1,8 @@
 """Turn parsed options into ``Settings`` with websockify's checks, order and messages.
 
 Pure apart from reading the file system for the ``--ssl-only`` certificate check (as
-websockify does) and the ``--web`` directory check, and making paths absolute. Every message here is a usage error
-(exit 2) whose text is fixed by spec §2.4.
+websockify does) and the ``--web`` directory check, and making paths absolute. Every
+message here is a usage error (exit 2) whose text is fixed by spec §2.4.
 """
 
 from __future__ import annotations
@@ -11,9 +11,9 @@ import argparse
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import NoReturn
+from typing import Any, NoReturn
 
-from proxy.settings import DEFAULT_CERT, Settings, TextFrames
+from proxy.settings import DEFAULT_CERT, ReplyFrames, Settings, TextFrames
 from proxy.web import DIAGNOSTICS_PATH
 
 Error = Callable[[str], NoReturn]
@@ -45,8 +45,9 @@ def check_requirements(opts: argparse.Namespace, error: Error) -> None:
         (opts.host_token, opts.token_plugin, "--token-plugin", "--host-token"),
         (opts.auth_source, opts.auth_plugin, "--auth-plugin", "--auth-source"),
         (opts.web_auth, opts.auth_plugin, "--auth-plugin", "--web-auth"),
-        # --diagnostics pages honour --web-auth too, so either enables it (ours).
-        (opts.web_auth, opts.web or opts.diagnostics, "--web", "--web-auth"),
+        # --diagnostics pages and --metrics-path honour --web-auth too (ours).
+        (opts.web_auth, opts.web or opts.diagnostics or opts.metrics_path, "--web",
+         "--web-auth"),
         (opts.legacy_syslog, opts.syslog, "--syslog", "--legacy-syslog"),
         (opts.token_from, opts.token_plugin, "--token-plugin", "--token-from"),
         # Ours (not in websockify 0.13.0).
@@ -90,7 +91,7 @@ def parse_positionals(opts: argparse.Namespace, args: list[str], wrap: bool,
     """
     args = list(args)
     listen_host, listen_port = "", 0
-    if not (opts.inetd or opts.unix_listen):
+    if not (opts.inetd or opts.unix_listen or opts.listen_fd is not None):
         if not args:
             error("Too few arguments")
         first = args.pop(0)
@@ -135,6 +136,26 @@ def _diagnostics_path(opts: argparse.Namespace) -> str | None:
         return None
     path: str = opts.diagnostics_path or DIAGNOSTICS_PATH
     return path if path.endswith("/") else path + "/"
+
+
+def _limits(opts: argparse.Namespace, error: Error) -> dict[str, Any]:
+    """The limits and timeouts of issue 9 as ``Settings`` fields (docs/reliability.rst)."""
+    for name in ("max_connections", "max_connections_per_ip"):
+        if getattr(opts, name) < 0:
+            error(f"--{name.replace('_', '-')} must not be negative")
+    return {
+        "reply_frames": ReplyFrames(opts.reply_frames),
+        "compression": opts.compression,
+        "max_message_size": opts.max_message_size,
+        "max_connections": opts.max_connections,
+        "max_connections_per_ip": opts.max_connections_per_ip,
+        "conn_idle_timeout": opts.conn_idle_timeout,
+        "max_session_time": opts.max_session_time,
+        "heartbeat_timeout": opts.heartbeat_timeout,
+        "request_timeout": opts.handshake_timeout,
+        "connect_timeout": opts.connect_timeout,
+        "max_request_head": opts.max_request_head,
+    }
 
 
 def settings_from(opts: argparse.Namespace, args: list[str], wrap: bool,
@@ -202,4 +223,26 @@ def settings_from(opts: argparse.Namespace, args: list[str], wrap: bool,
         run_once=opts.run_once,
         timeout=float(opts.timeout),
         idle_timeout=float(opts.idle_timeout),
+        **_limits(opts, error),
+        **_operations(opts, error),
     )
+
+
+def _operations(opts: argparse.Namespace, error: Error) -> dict[str, Any]:
+    """The issue-10 options (docs/operations.rst)."""
+    if opts.inetd and opts.listen_fd is not None:
+        error("--inetd and --listen-fd exclude each other")
+    if opts.metrics_path and opts.metrics_path == opts.health_path:
+        error("--metrics-path and --health-path must differ")
+    return {
+        "daemon": opts.daemon,
+        "pid_file": _absolute(opts.pid_file),
+        "wrap_mode": opts.wrap_mode,
+        "listen_fd": opts.listen_fd,
+        "metrics_path": opts.metrics_path,
+        "health_path": opts.health_path,
+        "stats_interval": float(opts.stats_interval),
+        "log_format": opts.log_format,
+        "drain_timeout": float(opts.drain_timeout),
+        "response_headers": tuple(opts.response_header or ()),
+    }

@@ -58,6 +58,10 @@ class RequestTimeout(ProxyError):
     """
 
 
+class RequestHeadTooLarge(ProxyError):
+    """The request line and headers exceed ``Settings.max_request_head``: answered 431."""
+
+
 class TokenError(HandshakeError):
     """No token, or an unknown one (spec §8.1).
 

@@ -17,9 +17,9 @@ from dataclasses import dataclass, field
 
 from wsproto import WSConnection
 from wsproto.connection import ConnectionState
-from wsproto.events import BytesMessage, CloseConnection, Event, Ping, TextMessage
+from wsproto.events import BytesMessage, CloseConnection, Event, Ping, Pong, TextMessage
 
-from proxy.settings import TextFrames
+from proxy.settings import ReplyFrames, TextFrames
 
 # Close reasons fixed by websockify 0.13.0 (spec §5.5), verbatim.
 TARGET_CLOSED = "Target closed"
@@ -35,6 +35,9 @@ MESSAGE_TOO_BIG = "Message too big"
 SHUTTING_DOWN = "Server shutting down"
 INVALID_BASE64 = "Invalid base64 data"
 INVALID_UTF8 = "Invalid UTF-8 in text frame"
+IDLE_TIMEOUT = "Idle timeout"
+SESSION_TIME_LIMIT = "Session time limit reached"
+HEARTBEAT_TIMEOUT = "No pong within the heartbeat timeout"
 
 NORMAL = 1000
 GOING_AWAY = 1001
@@ -145,6 +148,8 @@ class ClientStream:
         text_frames: TextFrames = TextFrames.ACCEPT,
         max_message_size: int = 64 * 1024 * 1024,
         coalesce: int = COALESCE,
+        reply: ReplyFrames = ReplyFrames.BINARY,
+        compressed: bool = False,
     ) -> None:
         assert ws.state is ConnectionState.OPEN
         self._ws = ws
@@ -158,6 +163,13 @@ class ClientStream:
         self._binary_size = 0
         # After a parse failure wsproto's parser is finished: later bytes are dropped.
         self._parser_alive = True
+        self._reply = reply
+        self._reply_text = reply is ReplyFrames.TEXT  # --reply-frames=mirror follows the client
+        #: permessage-deflate was negotiated: data frames must go through wsproto.
+        self._compressed = compressed
+        self._held = b""  # an incomplete UTF-8 sequence at the end of the last text reply
+        #: Pongs received so far (``--heartbeat-timeout`` watches this count).
+        self.pongs = 0
         #: Set once a Close was sent or received (or the client vanished).
         self.close_info: CloseInfo | None = None
 
@@ -190,14 +202,46 @@ class ClientStream:
         We write data frame headers ourselves: wsproto's ``send(Message)`` copies the
         payload three times, which bounded the target→client direction (issue #8). Safe
         to mix with wsproto: a single FIN frame leaves its sender state untouched, and
-        control frames and the close still go through wsproto.
+        control frames and the close still go through wsproto. With permessage-deflate
+        the frame must be compressed (RSV1), so wsproto builds it: one ``(frame,)``.
         """
         if self._ws.state is not ConnectionState.OPEN:
             return ()
         if self._mode is DataMode.BASE64:
             text = base64.b64encode(data)
+            if self._compressed:
+                return (self._ws.send(TextMessage(data=text.decode("ascii"))),)
             return frame_header(_TEXT_FIN, len(text)), text
+        if self._held:
+            data, self._held = self._held + data, b""
+        if self._reply_text:
+            return self._text_frame(data)
+        return self._binary_frame(data)
+
+    def _binary_frame(self, data: bytes) -> tuple[bytes, ...]:
+        if self._compressed:
+            return (self._ws.send(BytesMessage(data=data)),)
         return frame_header(_BINARY_FIN, len(data)), data
+
+    def _text_frame(self, data: bytes) -> tuple[bytes, ...]:
+        """A text frame (``--reply-frames=text|mirror``) that never splits a code point.
+
+        An incomplete UTF-8 sequence at the end (at most 3 bytes) waits for the next read;
+        a read that is not UTF-8 at all goes as a binary frame: the bytes arrive intact,
+        and a text frame with invalid UTF-8 would make the client fail the connection.
+        """
+        try:
+            text = data.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            if exc.reason != "unexpected end of data" or exc.end != len(data):
+                return self._binary_frame(data)
+            data, self._held = data[:exc.start], data[exc.start:]
+            if not data:
+                return ()
+            text = data.decode("utf-8")
+        if self._compressed:
+            return (self._ws.send(TextMessage(data=text)),)
+        return frame_header(_TEXT_FIN, len(data)), data
 
     def send_data(self, data: bytes) -> bytes:
         """``frame_data`` joined into one frame; b"" once the session is closing."""
@@ -215,7 +259,10 @@ class ClientStream:
             return b""
         if self.close_info is None:
             self.close_info = CloseInfo(code, reason, by_client=False)
-        return self._ws.send(CloseConnection(code=code, reason=reason))
+        # A held-back UTF-8 fragment can never be completed now: it goes as binary.
+        held, self._held = self._held, b""
+        data = b"".join(self._binary_frame(held)) if held else b""
+        return data + self._ws.send(CloseConnection(code=code, reason=reason))
 
     def _dispatch(self, event: Event, out: Output) -> None:
         if isinstance(event, CloseConnection):
@@ -228,7 +275,8 @@ class ClientStream:
             self._on_text(event, out)
         elif isinstance(event, Ping):
             out.client_chunks.append(self._ws.send(event.response()))
-        # Pong: ignored, as websockify does (spec §5.4).
+        elif isinstance(event, Pong):
+            self.pongs += 1  # websockify ignores pongs (spec §5.4); --heartbeat-timeout counts
 
     def _on_close(self, event: CloseConnection, out: Output) -> None:
         state = self._ws.state
@@ -266,6 +314,8 @@ class ClientStream:
         websockify does without bound, §13.4); larger frames stream on in pieces of
         ``coalesce`` bytes, so memory stays bounded.
         """
+        if self._reply is ReplyFrames.MIRROR:
+            self._reply_text = False
         if not self._grow(len(event.data), event.message_finished, out):
             self._binary, self._binary_size = [], 0
             return
@@ -279,6 +329,8 @@ class ClientStream:
             self._binary, self._binary_size = [], 0
 
     def _on_text(self, event: TextMessage, out: Output) -> None:
+        if self._reply is ReplyFrames.MIRROR:
+            self._reply_text = True
         if self._mode is DataMode.BINARY and self._text_frames is TextFrames.REJECT:
             out.client_chunks.append(self.close(UNSUPPORTED_DATA, TEXT_UNSUPPORTED))
             return

@@ -17,8 +17,9 @@ from typing import TYPE_CHECKING, Any
 
 from wsproto import WSConnection
 
-from proxy import access, forwarded, handshake, proxyproto, tls, web
-from proxy.errors import HandshakeError, RequestTimeout, TargetError, TokenError
+from proxy import access, forwarded, handshake, probes, proxyproto, sessionlog, tls, web
+from proxy.deflate import BoundedDeflate
+from proxy.errors import HandshakeError, RequestHeadTooLarge, RequestTimeout, TargetError, TokenError
 from proxy.frames import CONNECT_FAILED, INTERNAL_ERROR, TARGET_CLOSED, ClientStream, CloseInfo
 from proxy.httpio import RequestReader, SocketWriter
 from proxy.relay import Limits, Relay, close_session
@@ -46,9 +47,16 @@ class ProxyRequestHandler(BaseHTTPRequestHandler):
     server_version = "WebSockify"
     #: The client named by a trusted proxy's X-Forwarded-For/Forwarded; None = the peer.
     forwarded_client: tuple[str, int] | None = None
+    #: The 503 to answer when a connection limit is reached (``proxy.limits``); None = admitted.
+    refusal: HandshakeError | None = None
+    _admitted = False  # counted by server.admission; left in finish()
+    #: ``--compression``: the permessage-deflate extension offered to wsproto, if any.
+    deflate: BoundedDeflate | None = None
 
     def setup(self) -> None:
         self.settings = self.server.settings
+        #: What this connection did, for --log-format json and the metrics (finish()).
+        self.session = sessionlog.start(self.client_address, self.server.metrics)
         tune_tcp(self.request)
         self.session_id = self.server.next_session_id()
         # websockify's parent logs "<client>: new handler Process" at fork, without the
@@ -59,6 +67,10 @@ class ProxyRequestHandler(BaseHTTPRequestHandler):
         self.connection = self.request
         self.rfile = RequestReader(self.request)
         self.wfile = SocketWriter(self.request, self.settings.request_timeout)
+        # --max-connections[-per-ip]: counted from here until finish(); over a limit the
+        # request is still read, then answered 503 (proxy.limits).
+        self.refusal = None if self.refused else self.server.admission.enter(self.address_string())
+        self._admitted = not self.refused and self.refusal is None
 
     def _start_tls(self) -> bool:
         """Sniff the first byte and wrap a TLS client (spec §4.1); False = close now.
@@ -102,6 +114,11 @@ class ProxyRequestHandler(BaseHTTPRequestHandler):
         An SSLSocket wrapped around it is ours to close: the wrap detached the original
         object, so closing only that one leaks the descriptor (notes/libraries.md §4.1).
         """
+        if self._admitted:
+            self._admitted = False
+            self.server.admission.leave(self.address_string())
+        sessionlog.finish(self.session, self, self.server.metrics,
+                          self.settings.log_format != "classic")
         if isinstance(self.request, ssl.SSLSocket):
             _close(self.request)
 
@@ -110,7 +127,7 @@ class ProxyRequestHandler(BaseHTTPRequestHandler):
         if not self.rfile.wait_first_byte(self.settings.first_byte_timeout):
             self.close_connection = True
             return
-        self.rfile.start_request(self.settings.request_timeout)
+        self.rfile.start_request(self.settings.request_timeout, self.settings.max_request_head)
         # send_error needs these even when the request line never arrived.
         self.command, self.requestline, self.request_version = "", "", "HTTP/1.1"
         try:
@@ -118,6 +135,9 @@ class ProxyRequestHandler(BaseHTTPRequestHandler):
         except RequestTimeout:
             self.close_connection = True
             self.send_error(HTTPStatus.REQUEST_TIMEOUT)
+        except RequestHeadTooLarge:
+            self.close_connection = True
+            self.send_error(HTTPStatus.REQUEST_HEADER_FIELDS_TOO_LARGE)
 
     def do_GET(self) -> None:
         if self.settings.trusted_proxies and isinstance(self.client_address, tuple):
@@ -144,7 +164,9 @@ class ProxyRequestHandler(BaseHTTPRequestHandler):
         self._log_upgrade()
         s = self.settings
         # Held-back binary pieces count against the same bound as the relay's buffers.
-        stream = ClientStream(ws, upgrade.mode, s.text_frames, s.max_message_size, s.high_water)
+        compressed = self.deflate is not None and self.deflate.enabled()
+        stream = ClientStream(ws, upgrade.mode, s.text_frames, s.max_message_size, s.high_water,
+                              s.reply_frames, compressed)
         self._proxy(stream, target, early)
 
     def _admit(self) -> tuple[Target, handshake.Upgrade, WSConnection, bytes]:
@@ -153,13 +175,22 @@ class ProxyRequestHandler(BaseHTTPRequestHandler):
         Raises:
             HandshakeError: the answer to send instead of the 101.
         """
+        if self.refusal is not None:
+            raise self.refusal  # --max-connections[-per-ip]: 503 before anything else
+        if self.server.draining:
+            # SIGTERM with --drain-timeout: open sessions go on, new ones are refused.
+            raise HandshakeError(HTTPStatus.SERVICE_UNAVAILABLE, "Server is shutting down")
         target = access.resolve_target(self.settings, self.server.token_plugin, self.path,
                                        self.headers)
         if self.server.auth_plugin is not None:
             access.strip_client_cert_headers(self.headers, self.client_cn)
             access.authenticate(self.server.auth_plugin, self.headers, target)
         upgrade = handshake.check_upgrade(self.headers)
-        ws, response = handshake.accept(upgrade, self._standard_headers())
+        # --compression: enabled by accept() only if the client offered permessage-deflate.
+        self.deflate = BoundedDeflate(self.settings.max_message_size) \
+            if self.settings.compression else None
+        ws, response = handshake.accept(upgrade, self._standard_headers(),
+                                        [self.deflate] if self.deflate else [])
         return target, upgrade, ws, response
 
     def _log_upgrade(self) -> None:
@@ -179,7 +210,15 @@ class ProxyRequestHandler(BaseHTTPRequestHandler):
 
     def _serve_web(self, head: bool) -> None:
         """A plain GET/HEAD: ``--web`` files, ``--diagnostics`` pages (``proxy.web``)."""
-        if not web.enabled(self.settings):
+        if self.refusal is not None:
+            self.close_connection = True
+            self._reject(self.refusal)
+            return
+        probe = probes.route(self.settings, self.path)  # ours; before --web files
+        if probe == probes.HEALTH:
+            self._serve_probe(probe, head)  # no --web-auth: balancers probe without it
+            return
+        if not web.enabled(self.settings) and probe is None:
             # No --web: websockify answers every plain GET and HEAD with 405 (spec §4.2).
             self.send_error(HTTPStatus.METHOD_NOT_ALLOWED)
             return
@@ -191,16 +230,29 @@ class ProxyRequestHandler(BaseHTTPRequestHandler):
             except HandshakeError as exc:
                 self._reject(exc)
                 return
+        if probe is not None:
+            self._serve_probe(probe, head)
+            return
         web.respond(self, self.settings, head)
+
+    def _serve_probe(self, kind: str, head: bool) -> None:
+        """``--health-path``/``--metrics-path`` (``proxy.probes``)."""
+        server = self.server
+        snapshot = server.metrics.snapshot(server.live_connections) \
+            if kind == probes.METRICS else None
+        probes.respond(self, kind, head, draining=server.draining, live=server.admission.live,
+                       limit=server.admission.max_connections, snapshot=snapshot)
 
     # Other methods have no do_X: http.server answers "501 Unsupported method ('POST')",
     # which is 0.13.0's answer (spec §4.2, §14).
 
     def _standard_headers(self) -> list[tuple[str, str]]:
-        return [("Server", self.version_string()), ("Date", self.date_time_string())]
+        return [("Server", self.version_string()), ("Date", self.date_time_string()),
+                *self.settings.response_headers]
 
     def _reject(self, exc: HandshakeError) -> None:
         """The one place a HandshakeError becomes an HTTP answer."""
+        self.session.reject(exc)
         if isinstance(exc, TokenError):
             # websockify logs these without the request prefix (spec §3.3).
             log.info("%s: %s", self.address_string(), exc.log_line)
@@ -222,6 +274,8 @@ class ProxyRequestHandler(BaseHTTPRequestHandler):
     def end_headers(self) -> None:
         for name, value in getattr(self, "_extra_headers", ()):
             self.send_header(name, value)
+        for name, value in self.settings.response_headers:  # --response-header
+            self.send_header(name, value)
         super().end_headers()
 
     def _connect(self, target: Target) -> socket.socket:
@@ -233,7 +287,12 @@ class ProxyRequestHandler(BaseHTTPRequestHandler):
         context = self.server.target_context
         # websockify also logs "(using SSL)" for a Unix target but does not use TLS there
         # (spec §7.6); we neither wrap nor claim it.
-        self.log_message("connecting to: %s%s", target.display, " (using SSL)" if context else "")
+        using_ssl = " (using SSL)" if context else ""
+        if self.settings.wrap_cmd:
+            self.log_message("connecting to command: '%s' (port %d)%s",
+                             " ".join(self.settings.wrap_cmd), target.port, using_ssl)
+        else:
+            self.log_message("connecting to: %s%s", target.display, using_ssl)
         sock = self._proxy_header(open_target(target.host, target.port, timeout))
         if context is None:
             return sock
@@ -278,20 +337,25 @@ class ProxyRequestHandler(BaseHTTPRequestHandler):
                sock: socket.socket | None = None) -> None:
         """Connect the target after the 101 (spec §4.3 step 5) and relay until closed."""
         s = self.settings
-        limits = Limits(s.high_water, s.recv_size, s.heartbeat, s.close_timeout)
+        limits = Limits(s.high_water, s.recv_size, s.heartbeat, s.close_timeout,
+                        s.conn_idle_timeout, s.max_session_time, s.heartbeat_timeout)
         # --traffic/--traffic-dump/--record; None when all are off. websockify opens the
         # recording before connecting (spec §3.3 line order) and ends it with 'EOF'];
         # even when the connect fails (§7.4).
         tap = session_tap(s, self.session_id, self.address_string(), self.log_message)
+        self.session.target = target.display
         try:
             try:
                 sock = sock or self._connect(target)
             except TargetError as exc:
                 # websockify prints "None:None" for a Unix target here; we print its path.
                 self.log_message("Failed to connect to %s: %s", target.display, exc)
+                self.session.failure, self.session.close_code = "target", INTERNAL_ERROR
                 close_session(self.request, stream, INTERNAL_ERROR, CONNECT_FAILED, limits)
                 return
             relay = Relay(self.request, sock, stream, limits, self.server.stop_signal, tap=tap)
+            self.session.relay = relay
+            self.server.metrics.relay_started(relay)
             try:
                 info = relay.run(self.rfile.take_buffered())
             finally:
@@ -302,6 +366,8 @@ class ProxyRequestHandler(BaseHTTPRequestHandler):
         self._log_close(info, target)
 
     def _log_close(self, info: CloseInfo, target: Target) -> None:
+        self.session.close_code, self.session.close_reason = info.code, info.reason
+        self.session.closed_by_client = info.by_client
         if info.by_client:
             self.log_verbose("%s: Client closed connection", target.display)
         elif info.reason == TARGET_CLOSED:
@@ -332,10 +398,13 @@ class ProxyRequestHandler(BaseHTTPRequestHandler):
         """The request line is only logged with -v, as websockify does (spec §3.3)."""
         if isinstance(code, HTTPStatus):
             code = code.value
+        if isinstance(code, int):
+            self.session.status = code
         self.log_verbose('"%s" %s %s', self.requestline, code, size)
 
     def _log(self, level: int, format: str, *args: Any) -> None:
-        if log.isEnabledFor(level):
+        # --log-format json: one record per connection replaces these lines.
+        if log.isEnabledFor(level) and self.settings.log_format != "json":
             message = (format % args).translate(_CONTROL_CHARS)
             log.log(level, "%s - - [%s] %s", self.address_string(), self.log_date_time_string(),
                     message)

@@ -8,13 +8,14 @@ checks and reason texts run first (spec §4.3), then the request is normalised (
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from email.message import Message
 from http import HTTPStatus
 
 import h11
 from wsproto import ConnectionType, WSConnection
 from wsproto.events import AcceptConnection, Request
+from wsproto.extensions import Extension
 from wsproto.utilities import ProtocolError
 
 from proxy.errors import HandshakeError
@@ -41,6 +42,8 @@ class Upgrade:
     key: str
     #: The subprotocol to answer with, or None for no Sec-WebSocket-Protocol header.
     subprotocol: str | None
+    #: The client's Sec-WebSocket-Extensions offers (``--compression``), in its order.
+    extensions: tuple[str, ...] = field(default=())
 
     @property
     def mode(self) -> DataMode:
@@ -88,15 +91,19 @@ def check_upgrade(headers: Message) -> Upgrade:
     key = headers.get("Sec-WebSocket-Key")
     if key is None:
         raise HandshakeError(HTTPStatus.BAD_REQUEST, MISSING_KEY)
-    return Upgrade(str(key).strip(), choose_subprotocol(offered_subprotocols(headers)))
+    offers = tuple(offer.strip() for value in headers.get_all("Sec-WebSocket-Extensions") or ()
+                   for offer in str(value).split(",") if offer.strip())
+    return Upgrade(str(key).strip(), choose_subprotocol(offered_subprotocols(headers)), offers)
 
 
-def accept(upgrade: Upgrade, extra_headers: Sequence[tuple[str, str]]) -> tuple[WSConnection, bytes]:
+def accept(upgrade: Upgrade, extra_headers: Sequence[tuple[str, str]],
+           extensions: Sequence[Extension] = ()) -> tuple[WSConnection, bytes]:
     """Build the server-side wsproto connection and the 101 response bytes.
 
     wsproto only sees a normalised request: Host, Connection and the version are not
     checked by websockify (spec §4.3), so we supply them rather than let wsproto refuse.
-    The real path and Host stay with the caller (tokens, logging).
+    The real path and Host stay with the caller (tokens, logging). ``extensions`` are
+    the ones we support (``--compression``); each is enabled only if the client offered it.
 
     Raises:
         HandshakeError: 400 when the key cannot be carried in an HTTP header.
@@ -112,10 +119,16 @@ def accept(upgrade: Upgrade, extra_headers: Sequence[tuple[str, str]]) -> tuple[
         ]
         if upgrade.subprotocol is not None:
             request.append((b"Sec-WebSocket-Protocol", upgrade.subprotocol.encode("ascii")))
+        if extensions and upgrade.extensions:
+            request.append((b"Sec-WebSocket-Extensions",
+                            ", ".join(upgrade.extensions).encode("latin-1")))
         ws.initiate_upgrade_connection(request, "/")
         event = next(ws.events())
     except (ProtocolError, h11.ProtocolError, UnicodeError, ValueError) as exc:
         raise HandshakeError(HTTPStatus.BAD_REQUEST, INVALID_KEY) from exc
     assert isinstance(event, Request)
     extra = [(name.encode("ascii"), value.encode("latin-1")) for name, value in extra_headers]
-    return ws, ws.send(AcceptConnection(subprotocol=upgrade.subprotocol, extra_headers=extra))
+    offered = list(extensions) if upgrade.extensions else []
+    response = AcceptConnection(subprotocol=upgrade.subprotocol, extra_headers=extra,
+                                extensions=offered)
+    return ws, ws.send(response)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import socket
 import time
 
-from proxy.errors import RequestTimeout
+from proxy.errors import RequestHeadTooLarge, RequestTimeout
 
 _CHUNK = 64 * 1024  # bytes per recv()
 
@@ -24,6 +24,7 @@ class RequestReader:
         self._sock = sock
         self._buffer = bytearray()
         self._deadline = time.monotonic()
+        self._head_left = -1  # bytes the request line and headers may still take; -1 = any
         self.closed = False
 
     def wait_first_byte(self, timeout: float) -> bool:
@@ -36,12 +37,26 @@ class RequestReader:
         except RequestTimeout:
             return False
 
-    def start_request(self, timeout: float) -> None:
-        """Bound the rest of the current request to ``timeout`` seconds from now."""
+    def start_request(self, timeout: float, max_head: int = -1) -> None:
+        """Bound the rest of the current request to ``timeout`` seconds from now, and its
+        request line plus headers (what ``readline`` returns) to ``max_head`` bytes."""
         self._deadline = time.monotonic() + timeout
+        self._head_left = max_head
 
     def readline(self, limit: int = -1) -> bytes:
-        """Read up to and including b"\\n", at most ``limit`` bytes; b"" at EOF."""
+        """Read up to and including b"\\n", at most ``limit`` bytes; b"" at EOF.
+
+        Raises:
+            RequestHeadTooLarge: the lines of this request exceed ``max_head`` in all.
+        """
+        line = self._readline(limit)
+        if self._head_left >= 0:
+            self._head_left -= len(line)
+            if self._head_left < 0:
+                raise RequestHeadTooLarge("request header fields too large")
+        return line
+
+    def _readline(self, limit: int) -> bytes:
         start = 0
         while True:
             end = self._buffer.find(b"\n", start)

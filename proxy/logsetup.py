@@ -168,6 +168,21 @@ class ReopenableFileHandler(logging.FileHandler):
 
     def __init__(self, path: str) -> None:
         super().__init__(path, mode="a", encoding="utf-8", errors="backslashreplace")
+        self._failing = False  # a write failed (disk full, ...) and was reported
+
+    def handleError(self, record: logging.LogRecord) -> None:
+        """A failing ``--log-file`` (ENOSPC, EIO): one line on stderr, not a traceback per
+        record; the records it cannot take are dropped (reported again after a reopen)."""
+        if self._failing:
+            return
+        self._failing = True
+        exc = sys.exc_info()[1]
+        try:
+            sys.stderr.write(f"cannot write to log file {self.baseFilename}: {exc}; "
+                             "dropping its records\n")
+            sys.stderr.flush()
+        except (OSError, ValueError):
+            pass
 
     def reopen(self) -> None:
         """Open the path again (a new file if it was renamed), then close the old file.
@@ -181,6 +196,7 @@ class ReopenableFileHandler(logging.FileHandler):
             old, self.stream = self.stream, stream
         finally:
             self.release()
+        self._failing = False
         if old is not None:
             old.close()
 

@@ -58,7 +58,8 @@ class Recorder:
         self._file = open(fd, "w", encoding="ascii", newline="\n", buffering=1)
         self._clock = clock
         self._start = clock()
-        self._file.write(HEADER)
+        self._log_message = log_message
+        self._write(HEADER)
 
     def _ms(self) -> int:
         """Milliseconds since the session started (websockify: ``int(time*1000) - start``)."""
@@ -66,11 +67,11 @@ class Recorder:
 
     def from_client(self, data: bytes, messages: int) -> None:
         if data and not self._file.closed:
-            self._file.write(entry(True, self._ms(), data))
+            self._write(entry(True, self._ms(), data))
 
     def from_target(self, data: bytes) -> None:
         if data and not self._file.closed:
-            self._file.write(entry(False, self._ms(), data))
+            self._write(entry(False, self._ms(), data))
 
     def sent_to_target(self, complete: bool) -> None:
         """Writes are not recorded (websockify records data, not socket events)."""
@@ -82,10 +83,27 @@ class Recorder:
         """Terminate the recording with ``'EOF'];`` and close it; idempotent."""
         if self._file.closed:
             return
+        if self._write(FOOTER):
+            self._close_file()
+
+    def _write(self, text: str) -> bool:
+        """Write ``text``; on a failure (ENOSPC, EIO) stop recording, log it once and
+        return False: the session itself goes on (websockify's handler died instead)."""
         try:
-            self._file.write(FOOTER)
-        finally:
+            self._file.write(text)
+        except OSError as exc:
+            if self._log_message is not None:
+                self._log_message("recording to %s stopped: %s", self.path, exc)
+            self._close_file()
+            return False
+        return True
+
+    def _close_file(self) -> None:
+        try:
             self._file.close()
+        except OSError:
+            # The buffered rest cannot be written either; close() still freed the fd.
+            pass
 
     def __enter__(self) -> Recorder:
         return self

@@ -22,8 +22,9 @@ from dataclasses import dataclass
 from itertools import islice
 from typing import Iterable, Protocol
 
-from proxy.frames import (ABNORMAL, GOING_AWAY, NORMAL, SHUTTING_DOWN, TARGET_CLOSED,
-                          ClientStream, CloseInfo)
+from proxy.frames import (ABNORMAL, GOING_AWAY, HEARTBEAT_TIMEOUT, IDLE_TIMEOUT, INTERNAL_ERROR,
+                          NORMAL, SESSION_TIME_LIMIT, SHUTTING_DOWN, TARGET_CLOSED, ClientStream,
+                          CloseInfo)
 
 _R = selectors.EVENT_READ
 _W = selectors.EVENT_WRITE
@@ -39,8 +40,21 @@ class Limits:
     recv_size: int = 64 * 1024  # bytes per recv()
     heartbeat: float = 0.0  # seconds between pings; 0 = off
     close_timeout: float = 5.0  # seconds to flush and exchange Close frames
+    idle_timeout: float = 0.0  # seconds without data either way before close 1000; 0 = off
+    session_time: float = 0.0  # seconds after the start before close 1001; 0 = off
+    heartbeat_timeout: float = 0.0  # seconds a ping may stay unanswered (1011); 0 = off
+
+    @property
+    def ping_interval(self) -> float:
+        """``heartbeat``, or half the heartbeat timeout when only that is set; 0 = no pings."""
+        if self.heartbeat > 0:
+            return self.heartbeat
+        return self.heartbeat_timeout / 2
 
 
+#: A target read at least this large but short of ``recv_size`` is followed by one more
+#: non-blocking read, so that a large write split by TCP more often stays one frame.
+MERGE_READS = 16 * 1024  # bytes
 #: How long a failed connection waits for the client's EOF after our FIN.
 FAIL_LINGER = 1.0  # seconds
 #: How long a session closed by server shutdown may wait for the client's Close (§10).
@@ -208,7 +222,14 @@ class Relay:
         self._interest: dict[socket.socket, int] = {}
         self._close_deadline: float | None = None
         self._client_shut = False  # we half-closed the client after a protocol error
-        self._next_ping = time.monotonic() + limits.heartbeat if limits.heartbeat > 0 else None
+        now = time.monotonic()
+        interval = limits.ping_interval
+        self._next_ping = now + interval if interval > 0 else None
+        # Per-session timers (no thread: they only shorten the poll() timeout).
+        self._last_activity = now  # last data either way (--conn-idle-timeout)
+        self._session_end = now + limits.session_time if limits.session_time > 0 else None
+        self._unanswered_since: float | None = None  # first ping not followed by a pong
+        self._pongs_seen = 0
         self._stop = stop
         self._tap = tap
 
@@ -273,6 +294,8 @@ class Relay:
         """Feed client bytes (b"" = EOF) through the frame policy into the buffers."""
         self.received_from_client += len(data)
         out = self.stream.receive(data or None)
+        if self.limits.idle_timeout and out.target_chunks:
+            self._last_activity = time.monotonic()
         self.to_target.extend(out.target_chunks)
         self.to_client.extend(out.client_chunks)
         if self._tap is not None and data:
@@ -287,13 +310,29 @@ class Relay:
             return
         if data is None:
             return
+        if MERGE_READS <= len(data) < self.limits.recv_size:
+            data += self._read_more(self.limits.recv_size - len(data))
         if data:
             self.received_from_target += len(data)
+            if self.limits.idle_timeout:
+                self._last_activity = time.monotonic()
             self.to_client.extend(self.stream.frame_data(data))
             if self._tap is not None:
                 self._tap.from_target(data)
             return
         self._end_target()
+
+    def _read_more(self, size: int) -> bytes:
+        """What else the target sent since a large read that stopped short of ``size``.
+
+        One more non-blocking read: a target write of 64 KiB is often split into two
+        loopback segments (MSS 65483), and one frame per read would split the message
+        too. EOF and errors are left to the next poll(), which reports them again.
+        """
+        try:
+            return _recv(self.target, size) or b""
+        except OSError:
+            return b""
 
     def _end_target(self) -> None:
         """Target EOF or failure: what it sent is already queued; the Close goes after it."""
@@ -402,19 +441,52 @@ class Relay:
         self._interest[sock] = events
 
     def _timeout(self) -> float | None:
-        """Seconds until the next ping or the close deadline; None = wait for I/O."""
-        wakeups = [t for t in (self._close_deadline, self._next_ping) if t is not None]
+        """Seconds until the next timer (ping, limits, close deadline); None = wait for I/O."""
+        wakeups = [t for t in self._timers() if t is not None]
         if not wakeups:
             return None
         return max(0.0, min(wakeups) - time.monotonic())
 
+    def _timers(self) -> tuple[float | None, ...]:
+        if self.stream.close_info is not None:
+            return (self._close_deadline,)
+        limits = self.limits
+        idle = self._last_activity + limits.idle_timeout if limits.idle_timeout else None
+        pong = (self._unanswered_since + limits.heartbeat_timeout
+                if self._unanswered_since is not None else None)
+        return self._next_ping, idle, self._session_end, pong
+
     def _on_tick(self) -> None:
-        if self._next_ping is None or self.stream.close_info is not None:
+        """Pings and the per-session limits, checked after every wake-up."""
+        if self.stream.close_info is not None:
             return
         now = time.monotonic()
-        if now >= self._next_ping:
+        limits = self.limits
+        if self._session_end is not None and now >= self._session_end:
+            self._close_by_us(GOING_AWAY, SESSION_TIME_LIMIT)
+        elif limits.idle_timeout and now >= self._last_activity + limits.idle_timeout:
+            self._close_by_us(NORMAL, IDLE_TIMEOUT)
+        elif self._pong_overdue(now):
+            self._close_by_us(INTERNAL_ERROR, HEARTBEAT_TIMEOUT)
+        elif self._next_ping is not None and now >= self._next_ping:
             self.to_client.append(self.stream.ping())
-            self._next_ping = now + self.limits.heartbeat
+            if self._unanswered_since is None:
+                self._unanswered_since = now
+            self._next_ping = now + limits.ping_interval
+
+    def _pong_overdue(self, now: float) -> bool:
+        """``--heartbeat-timeout``: any pong answers every ping sent before it."""
+        if not self.limits.heartbeat_timeout:
+            return False
+        if self.stream.pongs != self._pongs_seen:
+            self._pongs_seen = self.stream.pongs
+            self._unanswered_since = None
+        since = self._unanswered_since
+        return since is not None and now >= since + self.limits.heartbeat_timeout
+
+    def _close_by_us(self, code: int, reason: str) -> None:
+        self.to_client.append(self.stream.close(code, reason))
+        self._note_closing()
 
 
 def close_session(

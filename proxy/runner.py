@@ -1,22 +1,25 @@
 """Run the server as the ``websockify`` process: banner, signals, timeouts, exit status.
 
-Process-level behaviour of spec §7.1 and §10: ``--run-once``, ``--timeout``,
-``--idle-timeout``, SIGTERM/SIGINT. Installs signal handlers, so only the command (not
+Process-level behaviour of spec §7.1, §7.5, §7.9 and §10: ``--run-once``, ``--timeout``,
+``--idle-timeout``, ``--daemon``, wrap mode, SIGTERM/SIGINT (with ``--drain-timeout``),
+SIGHUP reloads, ``--stats-interval``. Installs signal handlers, so only the command (not
 an embedding program) calls ``serve``.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import resource
 import signal
+import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from types import FrameType
 
-from proxy import logsetup
+from proxy import daemon, logsetup, metrics, wrap
 from proxy.errors import StartupError
 from proxy.server import ProxyServer
 from proxy.settings import Settings
@@ -39,6 +42,22 @@ class _Terminate(BaseException):
 
 def _terminate(signum: int, frame: FrameType | None) -> None:
     raise _Terminate(signum)
+
+
+#: The GIL switch interval for the command (CPython's default is 0.005 s).
+SWITCH_INTERVAL = 0.05  # seconds
+
+
+def tune_interpreter() -> None:
+    """A longer GIL switch interval for thousands of mostly idle relay threads.
+
+    Every thread waiting for the GIL wakes each switch interval to ask for it; with
+    thousands of threads made runnable at once (a burst of messages on 5,000 idle
+    connections) those wake-ups alone saturated both cores and one echo on each took
+    15 s; at 0.05 s it takes about 1 s. Relay threads release the GIL at every socket
+    call, so the longer interval only bounds how long CPU-bound work may hold it.
+    """
+    sys.setswitchinterval(SWITCH_INTERVAL)
 
 
 def raise_fd_limit() -> None:
@@ -73,22 +92,40 @@ def log_banner(settings: Settings) -> None:
             log.info("  - Deny non-SSL/TLS connections")
     else:
         log.info("  - No SSL/TLS support (no cert file)")
+    if settings.daemon:
+        log.info("  - Backgrounding (daemon)")
     if settings.record:
         log.info("  - Recording to '%s.*'", settings.record)
 
 
+def _reloadable(server: ProxyServer) -> bool:
+    """Whether SIGHUP has anything to reload (else websockify's default action, §10)."""
+    return bool(server.settings.log_file or server.server_tls.context is not None
+                or callable(getattr(server.token_plugin, "reload", None)))
+
+
+def reload(server: ProxyServer) -> None:
+    """Reopen the log file, reload the TLS certificate and the token files, in that order."""
+    if server.settings.log_file:
+        logsetup.reopen()
+    if server.server_tls.context is not None:
+        server.server_tls.reload()
+    plugin_reload = getattr(server.token_plugin, "reload", None)
+    if callable(plugin_reload):
+        try:
+            plugin_reload()
+        except Exception as exc:  # a user plugin's reload(); the server must go on
+            log.warning("token plugin not reloaded: %s", exc)
+
+
 def _sighup_handler(server: ProxyServer) -> Callable[[int, FrameType | None], None]:
-    """SIGHUP: reopen the log files and reload the certificate, each in a short thread.
+    """SIGHUP: reload everything together (``reload``) in a short thread.
 
     Not in the signal handler itself: it interrupts the main thread anywhere, possibly
     inside a logging call holding a handler's lock (see ``logsetup.on_sighup``).
     """
     def on_sighup(signum: int, frame: FrameType | None) -> None:
-        if server.settings.log_file:
-            logsetup.on_sighup(signum, frame)
-        if server.server_tls.context is not None:
-            threading.Thread(target=server.server_tls.reload, name="tls-reload",
-                             daemon=True).start()
+        threading.Thread(target=reload, args=(server,), name="reload", daemon=True).start()
     return on_sighup
 
 
@@ -103,15 +140,52 @@ def _exit_reason(server: ProxyServer, settings: Settings, started: float) -> str
     return None
 
 
-def _accept_until_done(server: ProxyServer, settings: Settings) -> None:
+def _accept_until_done(server: ProxyServer, settings: Settings,
+                       tick: Callable[[], None] = lambda: None) -> None:
+    """Serve until an exit reason; ``tick`` runs after each wake-up (may raise _Terminate)."""
     started = time.monotonic()
     server.timeout = TICK
     while True:
         server.handle_request()
+        tick()
         reason = _exit_reason(server, settings, started)
         if reason:
             log.info("%s", reason)
             return
+
+
+class _Ticker:
+    """Work of the accept loop between requests: wrapped command, ``--stats-interval``."""
+
+    def __init__(self, server: ProxyServer, wrapper: wrap.Wrapper | None) -> None:
+        self.server = server
+        self.wrapper = wrapper
+        self.interval = server.settings.stats_interval
+        self.next_stats = time.monotonic() + self.interval
+
+    def __call__(self) -> None:
+        if self.interval and time.monotonic() >= self.next_stats:
+            self.next_stats += self.interval
+            log.info("%s", metrics.stats_line(
+                self.server.metrics.snapshot(self.server.live_connections)))
+        if self.wrapper is not None and self.wrapper.poll():
+            raise _Terminate(0)  # --wrap-mode exit: websockify's "In exit" path (§3.3)
+
+
+def _drain(server: ProxyServer, limit: float) -> None:
+    """``--drain-timeout``: keep answering (new sessions and health get 503) until no
+    connection is open or ``limit`` seconds passed; a second SIGTERM ends it at once."""
+    server.draining = True
+    # Every live connection counts, handshakes included (their 101 may be on its way);
+    # idle keep-alive HTTP connections end within the first-byte timeout.
+    log.info("Draining: waiting up to %gs for %d open connection(s)", limit,
+             server.live_connections)
+    deadline = time.monotonic() + limit
+    try:
+        while server.live_connections and time.monotonic() < deadline:
+            server.handle_request()
+    except _Terminate:
+        log.info("Drain interrupted")
 
 
 def _wait_for_connections(server: ProxyServer, limit: float | None) -> None:
@@ -121,36 +195,100 @@ def _wait_for_connections(server: ProxyServer, limit: float | None) -> None:
         time.sleep(0.05)
 
 
-def serve(settings: Settings) -> int:
-    """Run until a signal, a timeout or ``--run-once`` ends it; return the exit status."""
+def _destination(server: ProxyServer) -> str:
+    settings = server.settings
+    if settings.wrap_cmd:
+        return f"'{wrap.describe(settings.wrap_cmd)}' (port {settings.target_port})"
+    if server.token_plugin is not None:
+        return f"targets generated by {type(server.token_plugin).__name__}"
+    return settings.target_display
+
+
+def _public_port(server: ProxyServer) -> int:
+    """The port the wrapped command binds (and the shim moves); 0 = none (Unix socket)."""
+    address = server.server_address
+    if server.settings.listen_port:
+        return server.settings.listen_port
+    return int(address[1]) if isinstance(address, tuple) and len(address) >= 2 else 0
+
+
+def _prepare_wrap(settings: Settings, environ: Mapping[str, str],
+                  ) -> tuple[Settings, str, wrap.PrivatePort]:
+    """Build the shim and reserve the private port; the target becomes that port.
+
+    Raises:
+        StartupError: no compiler or the build failed (before the banner, as websockify's
+            "rebind.so not found", spec §2.5).
+    """
+    shim = wrap.shim_path(environ)
+    private = wrap.PrivatePort()
+    return (dataclasses.replace(settings, target_host="127.0.0.1", target_port=private.port),
+            shim, private)
+
+
+def serve(settings: Settings, environ: Mapping[str, str] | None = None) -> int:
+    """Run until a signal, a timeout or ``--run-once`` ends it; return the exit status.
+
+    Args:
+        environ: the environment (wrap mode builds its shim and the command's from it).
+    """
     raise_fd_limit()
-    log_banner(settings)
+    environ = {} if environ is None else environ
+    private: wrap.PrivatePort | None = None
     try:
+        if settings.wrap_cmd:
+            settings, shim, private = _prepare_wrap(settings, environ)
+        log_banner(settings)
         server = ProxyServer(settings)
     except (OSError, StartupError) as exc:
+        if private is not None:
+            private.close()
         # websockify logs "Openening socket failed" and exits 0 (§2.5, §13.13): exit 1.
         log.error("%s", exc if isinstance(exc, StartupError) else f"Opening socket failed: {exc}")
         return 1
-    if server.token_plugin is not None:
-        destination = f"targets generated by {type(server.token_plugin).__name__}"
-    else:
-        destination = settings.target_display
-    log.info("  - proxying from %s to %s%s", settings.listen_display, destination,
+    if settings.daemon:
+        # After binding, so the command returns with the port answering (spec §7.5).
+        daemon.daemonize([server.fileno(), *logsetup.log_file_fds()])
+    if settings.pid_file:
+        daemon.write_pid_file(settings.pid_file)
+    log.info("  - proxying from %s to %s%s", settings.listen_display, _destination(server),
              " (using SSL)" if settings.ssl_target else "")
+    wrapper = None
+    if private is not None:
+        wrapper = wrap.Wrapper(settings.wrap_cmd, settings.wrap_mode, shim, _public_port(server),
+                               private, environ)
+    try:
+        return _run(server, settings, wrapper)
+    finally:
+        if wrapper is not None:
+            wrapper.stop()
+        if settings.pid_file:
+            daemon.remove_pid_file(settings.pid_file)
+
+
+def _run(server: ProxyServer, settings: Settings, wrapper: wrap.Wrapper | None) -> int:
     previous = {sig: signal.signal(sig, _terminate) for sig in (signal.SIGTERM, signal.SIGINT)}
-    if settings.log_file or server.server_tls.context is not None:
-        # Reopen --log-file after logrotate renamed it and reload the TLS certificate
-        # (websockify issue #374). websockify dies on SIGHUP (§10); without --log-file
-        # and TLS we leave the default action, as it does.
+    if _reloadable(server):
+        # Reopen --log-file after logrotate renamed it, reload the TLS certificate and the
+        # token files (websockify issue #374). websockify dies on SIGHUP (§10); with
+        # nothing to reload we leave the default action, as it does.
         previous[signal.SIGHUP] = signal.signal(signal.SIGHUP, _sighup_handler(server))
     try:
-        _accept_until_done(server, settings)
+        if wrapper is not None:
+            try:
+                wrapper.start()
+            except StartupError as exc:
+                log.error("%s", exc)
+                return 1
+        _accept_until_done(server, settings, _Ticker(server, wrapper))
         # --timeout/--idle-timeout/--run-once: stop accepting, let live sessions finish
         # (websockify keeps the listener open meanwhile, §13.19).
         server.close_listener()
         _wait_for_connections(server, None)
     except _Terminate:
         log.info("In exit")
+        if settings.drain_timeout > 0:
+            _drain(server, settings.drain_timeout)
         server.close_listener()
         server.stop_sessions()
         _wait_for_connections(server, SHUTDOWN_GRACE)
@@ -158,4 +296,6 @@ def serve(settings: Settings) -> int:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
         server.server_close()
-    return 0
+    # --wrap-mode exit: the command's status (websockify exits 0, §13.12).
+    status = wrapper.exit_status if wrapper is not None else None
+    return status or 0

@@ -20,6 +20,8 @@ from typing import Any
 from proxy import tls
 from proxy.errors import StartupError
 from proxy.handler import ProxyRequestHandler
+from proxy.limits import Admission
+from proxy.metrics import Metrics
 from proxy.plugins import load_plugin
 from proxy.relay import StopSignal
 from proxy.settings import Settings
@@ -78,6 +80,12 @@ class ProxyServer(socketserver.ThreadingTCPServer):
         self.token_plugin = _plugin(settings.token_plugin, "token", settings.token_source)
         self.auth_plugin = _plugin(settings.auth_plugin, "auth", settings.auth_source)
         self.stop_signal = StopSignal()
+        #: Counters for --metrics-path/--stats-interval (proxy.metrics); thread-safe.
+        self.metrics = Metrics()
+        #: Set by the runner on SIGTERM with --drain-timeout: new sessions get 503.
+        self.draining = False
+        #: --max-connections and --max-connections-per-ip (handlers enter and leave it).
+        self.admission = Admission(settings)
         self._lock = threading.Lock()
         self._live = 0  # connections being handled; guarded by _lock
         self._idle_since = time.monotonic()  # when _live last became 0; guarded by _lock
@@ -87,24 +95,25 @@ class ProxyServer(socketserver.ThreadingTCPServer):
         address: Any
         if settings.unix_listen:
             self.address_family, address = socket.AF_UNIX, settings.unix_listen
-        elif settings.inetd:
+        elif settings.inetd or settings.listen_fd is not None:
             address = ("", 0)
         else:
             self.address_family, address = resolve_listen(
                 settings.listen_host, settings.listen_port, settings.prefer_ipv6)
-        inherit = settings.inetd and bind_and_activate
+        inherit = (settings.inetd or settings.listen_fd is not None) and bind_and_activate
         try:
             super().__init__(address, handler_class, bind_and_activate and not inherit)
         except BaseException:
             self.stop_signal.close()
             raise
         if inherit:
-            self._inherit_listener(0)
+            self._inherit_listener(0 if settings.inetd else settings.listen_fd or 0)
 
     def _inherit_listener(self, fd: int) -> None:
-        """``--inetd``: serve the listening socket passed as ``fd`` (spec §7.8)."""
+        """``--inetd`` (spec §7.8), ``--listen-fd``/systemd: serve the listening socket ``fd``."""
         self.socket.close()
         self.socket = socket.socket(fileno=fd)
+        self.socket.set_inheritable(False)  # a wrapped command must not get it
         self.address_family = self.socket.family
         self.server_address = self.socket.getsockname()
 
@@ -184,10 +193,17 @@ class ProxyServer(socketserver.ThreadingTCPServer):
         with self._lock:
             self.upgrades += 1
             self.last_upgraded = client
+        self.metrics.session_started()
 
     def process_request(self, request: Any, client_address: Any) -> None:
         with self._lock:
-            self._live += 1
+            full = self._live >= self.admission.hard_limit
+            if not full:
+                self._live += 1
+        if full:
+            # Far over --max-connections: not even a thread to answer 503 (limits.py).
+            self.shutdown_request(request)
+            return
         if self.settings.run_once:
             # websockify handles --run-once connections in its own process, one at a time.
             self.process_request_thread(request, client_address)

@@ -24,6 +24,8 @@ MAX_MESSAGE_SIZE = 64 * 1024 * 1024  # bytes
 HIGH_WATER = 256 * 1024  # bytes
 #: Size of one recv(); each target read becomes one WebSocket frame (spec §5.2).
 RECV_SIZE = 64 * 1024  # bytes
+#: Largest HTTP request head (request line and headers) accepted; 431 beyond it.
+MAX_REQUEST_HEAD = 64 * 1024  # bytes; http.server also caps one line at 64 KiB, 100 headers
 #: websockify's ``--cert`` default, relative to the working directory at start (§3.2).
 DEFAULT_CERT = "self.pem"
 
@@ -40,6 +42,17 @@ class Target:
     def display(self) -> str:
         """As the logs name it: ``host:port`` or the socket path."""
         return self.unix_socket if self.unix_socket else f"{self.host}:{self.port}"
+
+
+class ReplyFrames(enum.Enum):
+    """The frame type that carries the target's bytes to the client (``--reply-frames``)."""
+
+    #: Binary frames, as websockify (spec §5.2).
+    BINARY = "binary"
+    #: Text frames; a read that is not UTF-8 goes as a binary frame (``proxy.frames``).
+    TEXT = "text"
+    #: The type of the client's last data message (binary until the first one).
+    MIRROR = "mirror"
 
 
 class TextFrames(enum.Enum):
@@ -140,6 +153,43 @@ class Settings:
     max_message_size: int = MAX_MESSAGE_SIZE
     high_water: int = HIGH_WATER
     recv_size: int = RECV_SIZE
+    #: ``--reply-frames``: frame type of target data sent to the client.
+    reply_frames: ReplyFrames = ReplyFrames.BINARY
+    #: ``--compression``: accept permessage-deflate when the client offers it.
+    compression: bool = False
+    #: ``--max-connections``: live connections beyond which requests get 503; 0 = automatic
+    #: (``proxy.limits.default_max_connections``, below the open-file limit).
+    max_connections: int = 0
+    #: ``--max-connections-per-ip``: live connections per peer address; 0 = no limit.
+    max_connections_per_ip: int = 0
+    #: ``--conn-idle-timeout``: close 1000 after this long without data either way; 0 = off.
+    conn_idle_timeout: float = 0.0  # seconds
+    #: ``--max-session-time``: close 1001 this long after the upgrade; 0 = off.
+    max_session_time: float = 0.0  # seconds
+    #: ``--heartbeat-timeout``: close 1011 when pings stay unanswered this long; 0 = off.
+    heartbeat_timeout: float = 0.0  # seconds
+    #: ``--max-request-head``: largest request line plus headers (431 beyond it).
+    max_request_head: int = MAX_REQUEST_HEAD
+    # -- operations (issue 10) --
+    #: ``--daemon``: detach after binding (spec §7.5); syslog facility ``daemon``.
+    daemon: bool = False
+    #: ``--pid-file``: absolute path written with our pid once serving (removed at exit).
+    pid_file: str | None = None
+    #: ``--wrap-mode``: "exit", "ignore" or "respawn" (spec §7.9).
+    wrap_mode: str = "exit"
+    #: ``--listen-fd`` or systemd socket activation: an inherited listening socket.
+    listen_fd: int | None = None
+    #: ``--metrics-path``/``--health-path``: URL paths of the built-in pages; None = off.
+    metrics_path: str | None = None
+    health_path: str | None = None
+    #: ``--stats-interval``: log the counters every this many seconds; 0 = off.
+    stats_interval: float = 0.0  # seconds
+    #: ``--log-format``: "classic" lines, "json" records per connection instead, or "both".
+    log_format: str = "classic"
+    #: ``--drain-timeout``: on SIGTERM, let sessions run this long before closing 1001.
+    drain_timeout: float = 0.0  # seconds
+    #: ``--response-header``: extra (name, value) headers on every HTTP response and the 101.
+    response_headers: tuple[tuple[str, str], ...] = ()
 
     @property
     def listen_display(self) -> str:
@@ -149,6 +199,8 @@ class Settings:
         """
         if self.inetd:
             return "inetd"
+        if self.listen_fd is not None:
+            return f"fd {self.listen_fd}"
         if self.unix_listen:
             return self.unix_listen
         return f"{self.listen_host}:{self.listen_port}"

@@ -24,7 +24,7 @@ import sys
 import urllib.parse
 from dataclasses import dataclass
 from http import HTTPStatus
-from http.server import BaseHTTPRequestHandler
+from http.server import BaseHTTPRequestHandler as Handler
 from importlib import resources
 from typing import BinaryIO
 
@@ -228,7 +228,7 @@ def _with_slash(target: str) -> str:
 # -- answering (I/O) ------------------------------------------------------------------------
 
 
-def respond(handler: BaseHTTPRequestHandler, settings: Settings, head: bool) -> None:
+def respond(handler: Handler, settings: Settings, head: bool) -> None:
     """Answer a plain GET (``head`` False) or HEAD whose ``plan`` is not ``NotServed``."""
     answer = plan(settings, handler.path)
     if isinstance(answer, Redirect):
@@ -243,14 +243,14 @@ def respond(handler: BaseHTTPRequestHandler, settings: Settings, head: bool) -> 
         handler.send_error(HTTPStatus.METHOD_NOT_ALLOWED)
 
 
-def _redirect(handler: BaseHTTPRequestHandler, location: str) -> None:
+def _redirect(handler: Handler, location: str) -> None:
     handler.send_response(HTTPStatus.MOVED_PERMANENTLY)
     handler.send_header("Location", location)
     handler.send_header("Content-Length", "0")
     handler.end_headers()
 
 
-def _send_bytes(handler: BaseHTTPRequestHandler, data: bytes, ctype: str, head: bool,
+def _send_bytes(handler: Handler, data: bytes, ctype: str, head: bool,
                 extra: tuple[tuple[str, str], ...] = ()) -> None:
     handler.send_response(HTTPStatus.OK)
     handler.send_header("Content-type", ctype)
@@ -262,11 +262,11 @@ def _send_bytes(handler: BaseHTTPRequestHandler, data: bytes, ctype: str, head: 
         _write(handler, data)
 
 
-def _write(handler: BaseHTTPRequestHandler, data: bytes) -> None:
+def _write(handler: Handler, data: bytes) -> None:
     handler.wfile.write(data)
 
 
-def _builtin(handler: BaseHTTPRequestHandler, settings: Settings, answer: Builtin, head: bool) -> None:
+def _builtin(handler: Handler, settings: Settings, answer: Builtin, head: bool) -> None:
     no_cache = (("Cache-Control", "no-cache"),)
     if answer.name is None:
         body = json.dumps(diagnostics_config(settings), indent=1).encode()
@@ -276,7 +276,7 @@ def _builtin(handler: BaseHTTPRequestHandler, settings: Settings, answer: Builti
     _send_bytes(handler, data, content_type(answer.name), head, no_cache)
 
 
-def _local(handler: BaseHTTPRequestHandler, answer: LocalPath, file_only: bool, head: bool) -> None:
+def _local(handler: Handler, answer: LocalPath, file_only: bool, head: bool) -> None:
     path = answer.path
     if os.path.isdir(path):
         if not answer.trailing_slash:
@@ -303,7 +303,7 @@ def _local(handler: BaseHTTPRequestHandler, answer: LocalPath, file_only: bool, 
         _send_file(handler, file, path, head)
 
 
-def _send_file(handler: BaseHTTPRequestHandler, file: BinaryIO, path: str, head: bool) -> None:
+def _send_file(handler: Handler, file: BinaryIO, path: str, head: bool) -> None:
     stat = os.fstat(file.fileno())
     if not_modified(handler.headers.get("If-Modified-Since"),
                     handler.headers.get("If-None-Match"), stat.st_mtime):
@@ -321,7 +321,7 @@ def _send_file(handler: BaseHTTPRequestHandler, file: BinaryIO, path: str, head:
         _write(handler, chunk)
 
 
-def _listing(handler: BaseHTTPRequestHandler, path: str, file_only: bool, head: bool) -> None:
+def _listing(handler: Handler, path: str, file_only: bool, head: bool) -> None:
     if file_only:
         handler.send_error(HTTPStatus.NOT_FOUND)  # "Not Found" (websockify, spec §4.5)
         return

@@ -119,6 +119,14 @@ class ReadOnlyTokenFile(BasePlugin):
             self._refresh()
             return self._table.get(token)
 
+    def reload(self) -> None:
+        """Read every file again now (SIGHUP), reporting errors afresh."""
+        with self._lock:
+            self._files, self._errors = {}, {}
+            self._refresh()
+            count = len(self._table)
+        log.info("Reloaded tokens from %s (%d tokens)", self._path, count)
+
     def _list_files(self) -> list[str]:
         if not os.path.isdir(self._path):
             return [self._path]

@@ -166,8 +166,8 @@ def test_the_static_files_are_package_data() -> None:
 
 @contextmanager
 def running(**overrides: object) -> Iterator[ProxyServer]:
-    settings = Settings(**{"listen_host": "127.0.0.1", "target_host": "127.0.0.1",  # type: ignore[arg-type]
-                           "target_port": 9, **overrides})
+    options = {"listen_host": "127.0.0.1", "target_host": "127.0.0.1", "target_port": 9}
+    settings = Settings(**{**options, **overrides})  # type: ignore[arg-type]
     server = ProxyServer(settings)
     thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05})
     thread.start()
@@ -250,8 +250,8 @@ def test_files_are_served_with_type_length_and_date_on_one_kept_alive_connection
         assert head.headers["Content-type"] == "application/wasm"
         assert head.headers["Content-Length"] == "8" and head.body == b""
         again = client.request("/mod.mjs?v=1")
-        assert (again.headers["Content-type"], again.body) == ("text/javascript",
-                                                              b"export default 2;\n")
+        assert again.headers["Content-type"] == "text/javascript"
+        assert again.body == b"export default 2;\n"
 
 
 def test_directories_redirect_then_serve_their_index(tree: Path) -> None:

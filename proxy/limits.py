@@ -1,0 +1,89 @@
+"""Connection limits: ``--max-connections`` and ``--max-connections-per-ip``.
+
+The server holds one ``Admission`` (a locked counter, STYLE.md §8.1 rule 3). Every handler
+enters it once its connection is set up and leaves it when the connection ends. A
+connection over a limit is still read (within the handshake deadline) and answered
+``503 Service Unavailable`` with ``Retry-After``, before any upgrade, so a browser sees
+a status instead of a hang or a reset. Answering takes a thread for at most the handshake
+deadline; ``hard_limit`` bounds those too: beyond it the accept loop closes new
+connections at once (``ProxyServer.process_request``).
+"""
+
+from __future__ import annotations
+
+import resource
+import threading
+from collections import Counter
+from http import HTTPStatus
+
+from proxy.errors import HandshakeError
+from proxy.settings import Settings
+
+#: File descriptors one proxied connection holds: client and target sockets.
+FDS_PER_CONNECTION = 2
+#: Share of the open-file limit the automatic ``--max-connections`` may use; the rest is
+#: for the listener, logs, ``--record`` files, plugins and connections being refused.
+FD_SHARE = 0.9
+#: Connections over the limit that may be answered 503 at the same time; beyond
+#: ``max_connections + REFUSING`` new connections are closed without an answer.
+REFUSING = 256
+#: Seconds a client is asked to wait before retrying (``Retry-After``).
+RETRY_AFTER = 5
+
+TOO_MANY = "Too many connections"
+TOO_MANY_FROM_ADDRESS = "Too many connections from this address"
+
+
+def default_max_connections(fds_per_connection: int = FDS_PER_CONNECTION) -> int:
+    """90 % of the hard open-file limit (the runner raises the soft one to it), halved.
+
+    9000 with the common 20000; at least 1.
+    """
+    _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard == resource.RLIM_INFINITY:
+        hard = 1 << 20
+    return max(1, int(hard * FD_SHARE) // fds_per_connection)
+
+
+class Admission:
+    """Counts live connections, in all and per peer address; thread-safe."""
+
+    def __init__(self, settings: Settings) -> None:
+        fds = FDS_PER_CONNECTION + (1 if settings.record else 0)
+        self.max_connections = settings.max_connections or default_max_connections(fds)
+        self.max_per_address = settings.max_connections_per_ip
+        self.hard_limit = self.max_connections + REFUSING
+        self._lock = threading.Lock()
+        self._live = 0  # admitted connections
+        self._per_address: Counter[str] = Counter()
+
+    @property
+    def live(self) -> int:
+        with self._lock:
+            return self._live
+
+    def enter(self, address: str) -> HandshakeError | None:
+        """Admit a connection from ``address``; None = admitted (call ``leave`` later),
+        otherwise the 503 to answer with (the connection was not counted)."""
+        with self._lock:
+            if self._live >= self.max_connections:
+                return _unavailable(TOO_MANY)
+            if self.max_per_address and self._per_address[address] >= self.max_per_address:
+                return _unavailable(TOO_MANY_FROM_ADDRESS)
+            self._live += 1
+            if self.max_per_address:
+                self._per_address[address] += 1
+            return None
+
+    def leave(self, address: str) -> None:
+        with self._lock:
+            self._live -= 1
+            if self.max_per_address:
+                self._per_address[address] -= 1
+                if self._per_address[address] <= 0:
+                    del self._per_address[address]
+
+
+def _unavailable(reason: str) -> HandshakeError:
+    return HandshakeError(HTTPStatus.SERVICE_UNAVAILABLE, reason,
+                          headers=[("Retry-After", str(RETRY_AFTER))])
