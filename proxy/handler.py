@@ -20,7 +20,8 @@ from wsproto import WSConnection
 from proxy import access, forwarded, handshake, probes, proxyproto, sessionlog, tls, web
 from proxy.deflate import BoundedDeflate
 from proxy.errors import HandshakeError, RequestHeadTooLarge, RequestTimeout, TargetError, TokenError
-from proxy.frames import CONNECT_FAILED, INTERNAL_ERROR, TARGET_CLOSED, ClientStream, CloseInfo
+from proxy.frames import (CONNECT_FAILED, INTERNAL_ERROR, LIMIT_REASONS, TARGET_CLOSED,
+                          ClientStream, CloseInfo)
 from proxy.httpio import RequestReader, SocketWriter
 from proxy.relay import Limits, Relay, close_session
 from proxy.settings import DEFAULT_CERT, Target
@@ -372,6 +373,9 @@ class ProxyRequestHandler(BaseHTTPRequestHandler):
             self.log_verbose("%s: Client closed connection", target.display)
         elif info.reason == TARGET_CLOSED:
             self.log_verbose("%s: Target closed connection", target.display)
+        elif info.reason in LIMIT_REASONS:
+            # Ours: a limit ended the session (docs/reliability.rst); not websockify's line.
+            self.log_message("%s: Closing: %d %s", target.display, info.code, info.reason)
         self.log_verbose("%s: Closed target", target.display)
 
     def address_string(self) -> str:

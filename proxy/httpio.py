@@ -15,6 +15,8 @@ import time
 from proxy.errors import RequestHeadTooLarge, RequestTimeout
 
 _CHUNK = 64 * 1024  # bytes per recv()
+#: http.server's limit on one request or header line (``http.server._MAXLINE``).
+MAX_LINE = 65536  # bytes
 
 
 class RequestReader:
@@ -50,6 +52,8 @@ class RequestReader:
             RequestHeadTooLarge: the lines of this request exceed ``max_head`` in all.
         """
         line = self._readline(limit)
+        if len(line) > MAX_LINE:
+            return line  # http.server answers a line over its own limit (414 or 431)
         if self._head_left >= 0:
             self._head_left -= len(line)
             if self._head_left < 0:

@@ -37,10 +37,18 @@ def v1_header(source: Address | None, destination: Address | None) -> bytes:
     if src is None or dst is None:
         return UNKNOWN
     if src.version == dst.version == 4:
-        family = "TCP4"
+        family, addresses = "TCP4", (str(src), str(dst))
     else:
+        # Spelled out: str() of a mapped address differs between Python versions.
         family = "TCP6"
-        src, dst = (ipaddress.IPv6Address(f"::ffff:{a}") if a.version == 4 else a
-                    for a in (src, dst))
-    return (f"PROXY {family} {src} {dst} {source[1] & 0xFFFF} {destination[1] & 0xFFFF}\r\n"
-            .encode("ascii"))
+        addresses = (_v6(src), _v6(dst))
+    return (f"PROXY {family} {addresses[0]} {addresses[1]} {source[1] & 0xFFFF} "
+            f"{destination[1] & 0xFFFF}\r\n".encode("ascii"))
+
+
+def _v6(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> str:
+    """An address for a TCP6 line; IPv4 (plain or mapped) as ``::ffff:a.b.c.d``."""
+    if isinstance(address, ipaddress.IPv4Address):
+        return f"::ffff:{address}"
+    mapped = address.ipv4_mapped
+    return f"::ffff:{mapped}" if mapped is not None else str(address)

@@ -80,7 +80,9 @@ def test_metrics_count_a_known_sequence_of_connections(start_proxy: StartProxy,
     def settled() -> dict[str, float] | None:
         samples = scrape(proxy.port)
         done = samples.get('websockify_close_codes_total{code="1000"}') == 2
-        return samples if done and samples["websockify_sessions_open"] == 0 else None
+        # The failed handshake is counted when its connection ends, after the answer.
+        failed = samples.get('websockify_handshake_failures_total{status="400"}') == 1
+        return samples if done and failed and samples["websockify_sessions_open"] == 0 else None
 
     samples = wait_for(settled, "both sessions to be counted")
     assert samples["websockify_sessions_total"] == 2

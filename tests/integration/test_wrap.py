@@ -220,7 +220,7 @@ def test_respawning_too_fast_is_throttled(tmp_path: Path, shim_cache: Path) -> N
 
 
 def test_listen_variables_are_not_passed_to_the_command(tmp_path: Path,
-                                                       shim_cache: Path) -> None:
+                                                        shim_cache: Path) -> None:
     script = tmp_path / "server.py"
     script.write_text(SERVER)
     with socket.create_server(("127.0.0.1", 0)) as listener:

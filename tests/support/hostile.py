@@ -267,8 +267,9 @@ def make_case(rng: random.Random) -> Case:
 
 
 def _case(kind: str, data: bytes, pieces: int) -> Case:
-    if data[:1] == b"\n" or data[:2] == b"\r\n":
-        # An empty request line: http.server (and websockify) close without answering.
+    if not data or data[:1] == b"\n" or data[:2] == b"\r\n":
+        # Nothing (closed after the 3 s first-byte wait), or an empty request line:
+        # http.server (and websockify) close without answering.
         return Case(kind, data, pieces, expect=("silent",))
     return Case(kind, data, pieces)
 
@@ -504,7 +505,7 @@ class SoakBackend:
                 return
             tag, count = header[1:17].decode().strip(), int(header[17:])
             if mode == "E":
-                self._echo(sock, tag)
+                self._echo(sock, tag, header)
             else:
                 sock.sendall(pattern(tag, count))
                 if mode == "K":
@@ -520,7 +521,7 @@ class SoakBackend:
                 self._threads.discard(threading.current_thread())
 
     def _echo(self, sock: socket.socket, tag: str, first: bytes = b"") -> None:
-        digest, size = hashlib.sha256(), 0
+        digest, size = hashlib.sha256(first), len(first)
         sock.sendall(first)
         try:
             while chunk := sock.recv(65536):
@@ -547,6 +548,7 @@ def pattern(tag: str, count: int) -> bytes:
 
 
 def soak_header(mode: str, tag: str, count: int = 0) -> bytes:
+    assert len(tag) <= 16, tag
     return f"{mode}{tag:<16}{count:015d}".encode()
 
 
@@ -752,3 +754,75 @@ def _good_client(port: int, report: SlowlorisReport, stop: threading.Event,
             report.good_rtts.append(echo_roundtrip(port, payload, timeout=5))
         except (AssertionError, OSError) as exc:
             report.good_failures.append(repr(exc))
+
+
+# -- for the scripts ----------------------------------------------------------------------------
+
+
+class LiveProxy:
+    """``python -m proxy 127.0.0.1:PORT 127.0.0.1:BACKEND ARGS`` for the scripts.
+
+    stderr goes to ``workdir/proxy-stderr.txt``; leaving the block sends SIGTERM (then
+    SIGKILL) to this process only, by PID.
+    """
+
+    def __init__(self, backend_port: int, args: list[str], workdir: str,
+                 python: str | None = None) -> None:
+        import subprocess
+        import sys
+
+        from tests.support.process import clean_env, free_port, wait_port
+        self.port = free_port()
+        self.stderr_path = os.path.join(workdir, "proxy-stderr.txt")
+        root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+        with open(self.stderr_path, "wb") as err:
+            self.proc = subprocess.Popen(
+                [python or sys.executable, "-m", "proxy", f"127.0.0.1:{self.port}",
+                 f"127.0.0.1:{backend_port}", *args],
+                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err, cwd=root,
+                env=clean_env())
+        try:
+            wait_port(self.port, time.monotonic() + 20, self.proc)
+        except BaseException:
+            self.close()
+            raise
+        self.probe = ProcessProbe(self.proc.pid)
+
+    def stderr(self) -> str:
+        with open(self.stderr_path, encoding="utf-8", errors="replace") as err:
+            return err.read()
+
+    def baseline(self) -> tuple[int, int]:
+        time.sleep(0.3)
+        return self.probe.wait_for((0, 1), 2.0)
+
+    def close(self) -> None:
+        import subprocess
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(10)
+
+    def __enter__(self) -> LiveProxy:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def check_process(proxy: LiveProxy, baseline: tuple[int, int]) -> list[str]:
+    """Problems after a run: fd or thread leak, traceback or handler exception on stderr."""
+    problems = []
+    after = proxy.probe.wait_for(baseline, 15)
+    if after[0] > baseline[0]:
+        problems.append(f"fd leak: {baseline[0]} before, {after[0]} after")
+    if after[1] > baseline[1]:
+        problems.append(f"thread leak: {baseline[1]} before, {after[1]} after")
+    err = proxy.stderr()
+    for needle in ("Traceback", "handler exception"):
+        if needle in err:
+            problems.append(f"{needle!r} on the proxy's stderr")
+    return problems

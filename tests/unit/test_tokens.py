@@ -510,7 +510,7 @@ def test_token_redis_against_a_real_redis_server(
     [
         (("192.0.2.1", 5000), ("127.0.0.1", 6080), b"PROXY TCP4 192.0.2.1 127.0.0.1 5000 6080\r\n"),
         (("::1", 1), ("::1", 2), b"PROXY TCP6 ::1 ::1 1 2\r\n"),
-        (("10.0.0.1", 3), ("::1", 4), b"PROXY TCP6 ::ffff:a00:1 ::1 3 4\r\n"),
+        (("10.0.0.1", 3), ("::1", 4), b"PROXY TCP6 ::ffff:10.0.0.1 ::1 3 4\r\n"),
         (None, ("::1", 4), b"PROXY UNKNOWN\r\n"),
         (("/run/x.sock", 0), ("::1", 4), b"PROXY UNKNOWN\r\n"),
     ],

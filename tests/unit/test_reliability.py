@@ -1,0 +1,181 @@
+"""Unit tests for issue 9's pure parts: reply frame types, permessage-deflate, admission."""
+
+from __future__ import annotations
+
+import zlib
+
+import pytest
+from wsproto import ConnectionType, WSConnection
+from wsproto.events import (AcceptConnection, BytesMessage, CloseConnection, Pong, Request,
+                            TextMessage)
+from wsproto.extensions import PerMessageDeflate
+
+from proxy import handshake
+from proxy.deflate import BoundedDeflate, parse_offer
+from proxy.frames import ClientStream
+from proxy.limits import Admission, default_max_connections
+from proxy.settings import ReplyFrames, Settings
+from tests.unit.helpers import client_events, open_pair
+
+
+def _messages(client: WSConnection, data: bytes) -> list[tuple[str, bytes]]:
+    out = []
+    for event in client_events(client, data):
+        if isinstance(event, TextMessage):
+            out.append(("text", event.data.encode()))
+        elif isinstance(event, BytesMessage):
+            out.append(("binary", bytes(event.data)))
+    return out
+
+
+# -- --reply-frames ------------------------------------------------------------------------
+
+
+def test_text_replies_hold_back_a_split_utf8_sequence_until_the_next_read() -> None:
+    client, server = open_pair()
+    stream = ClientStream(server, reply=ReplyFrames.TEXT)
+    euro = "€".encode()  # 3 bytes
+    first = b"".join(stream.frame_data(b"price " + euro[:2]))
+    second = b"".join(stream.frame_data(euro[2:] + b" 5"))
+    assert _messages(client, first + second) == [("text", b"price "), ("text", euro + b" 5")]
+
+
+def test_a_read_that_is_not_utf8_goes_as_binary_in_text_mode() -> None:
+    client, server = open_pair()
+    stream = ClientStream(server, reply=ReplyFrames.TEXT)
+    data = b"".join(stream.frame_data(b"\xff\xfe raw"))
+    assert _messages(client, data) == [("binary", b"\xff\xfe raw")]
+
+
+def test_a_held_back_fragment_is_flushed_as_binary_before_the_close() -> None:
+    client, server = open_pair()
+    stream = ClientStream(server, reply=ReplyFrames.TEXT)
+    assert stream.frame_data("é".encode()[:1]) == ()
+    data = stream.close(1000, "Target closed")
+    events = client_events(client, data)
+    assert isinstance(events[0], BytesMessage) and events[0].data == b"\xc3"
+    assert isinstance(events[1], CloseConnection)
+
+
+def test_mirror_answers_in_the_type_of_the_clients_last_message() -> None:
+    client, server = open_pair()
+    stream = ClientStream(server, reply=ReplyFrames.MIRROR)
+    assert _messages(client, b"".join(stream.frame_data(b"a"))) == [("binary", b"a")]
+    stream.receive(client.send(TextMessage(data="hi")))
+    assert _messages(client, b"".join(stream.frame_data(b"b"))) == [("text", b"b")]
+    stream.receive(client.send(BytesMessage(data=b"x")))
+    assert _messages(client, b"".join(stream.frame_data(b"c"))) == [("binary", b"c")]
+
+
+def test_pongs_are_counted_for_the_heartbeat_timeout() -> None:
+    client, server = open_pair()
+    stream = ClientStream(server)
+    stream.receive(client.send(Pong(payload=b"")))
+    assert stream.pongs == 1
+
+
+# -- --compression ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("offer", "params"), [
+    ("permessage-deflate", {}),
+    ("permessage-deflate; client_max_window_bits", {"client_max_window_bits": None}),
+    ("permessage-deflate; server_max_window_bits=8", {"server_max_window_bits": 8}),
+    ("permessage-deflate; server_no_context_takeover", {"server_no_context_takeover": None}),
+    ("permessage-deflate; server_max_window_bits", None),  # a value is required
+    ("permessage-deflate; server_max_window_bits=16", None),
+    ("permessage-deflate; server_max_window_bits=010", None),
+    ("permessage-deflate; unknown", None),
+    ("permessage-deflate; server_no_context_takeover; server_no_context_takeover", None),
+    ("permessage-deflate; client_no_context_takeover=1", None),
+])
+def test_offers_are_parsed_as_rfc_7692_says(offer: str, params: dict[str, int] | None) -> None:
+    assert parse_offer(offer) == params
+
+
+def _compressed_pair(offer: str = "permessage-deflate", max_size: int = 1 << 20,
+                     client_accepts: bool = True) -> tuple[WSConnection, ClientStream]:
+    client = WSConnection(ConnectionType.CLIENT)
+    client_ext = PerMessageDeflate()
+    request = client.send(Request(host="x", target="/", subprotocols=["binary"],
+                                  extensions=[client_ext]))
+    key = next(line for line in request.split(b"\r\n")
+               if line.lower().startswith(b"sec-websocket-key:")).split(b":", 1)[1].strip()
+    ext = BoundedDeflate(max_size)
+    upgrade = handshake.Upgrade(key.decode(), "binary", (offer,))
+    server, response = handshake.accept(upgrade, [], [ext])
+    if client_accepts:  # wsproto's client refuses server_max_window_bits=8
+        client.receive_data(response)
+        assert isinstance(next(client.events()), AcceptConnection)
+    assert ext.enabled()
+    return client, ClientStream(server, max_message_size=max_size, compressed=True)
+
+
+def test_compressed_messages_travel_both_ways() -> None:
+    client, stream = _compressed_pair()
+    out = stream.receive(client.send(BytesMessage(data=b"a" * 10000)))
+    assert out.to_target == b"a" * 10000
+    reply = b"".join(stream.frame_data(b"b" * 10000))
+    assert reply[0] & 0x40  # RSV1: compressed
+    assert len(reply) < 200
+    assert _messages(client, reply) == [("binary", b"b" * 10000)]
+
+
+def test_a_message_inflating_past_the_limit_is_closed_1009_without_inflating_it_all() -> None:
+    client, stream = _compressed_pair(max_size=100000)
+    out = stream.receive(client.send(BytesMessage(data=bytes(50_000_000))))
+    assert out.to_target == b""
+    closes = [e for e in client_events(client, out.to_client) if isinstance(e, CloseConnection)]
+    assert closes[0].code == 1009
+
+
+def test_only_the_first_acceptable_offer_is_taken() -> None:
+    ext = BoundedDeflate(1000)
+    assert ext.accept("permessage-deflate; unknown=1") is None
+    assert ext.accept("permessage-deflate; server_max_window_bits=10") == "server_max_window_bits=10"
+    assert ext.accept("permessage-deflate") is None
+    assert ext.server_max_window_bits == 10
+
+
+def test_window_bits_8_compress_without_back_references() -> None:
+    _client, stream = _compressed_pair("permessage-deflate; server_max_window_bits=8",
+                                       client_accepts=False)
+    payload = b"abcdefgh" * 500
+    frame = b"".join(stream.frame_data(payload))
+    body = frame[4:]  # 2-byte header + 16-bit length
+    inflater = zlib.decompressobj(-8)
+    assert inflater.decompress(body + b"\x00\x00\xff\xff") == payload
+    assert len(body) < len(payload)
+
+
+# -- admission ----------------------------------------------------------------------------
+
+
+def test_admission_counts_in_all_and_per_address() -> None:
+    admission = Admission(Settings(max_connections=3, max_connections_per_ip=2))
+    assert admission.enter("a") is None and admission.enter("a") is None
+    refused = admission.enter("a")
+    assert refused is not None and refused.status == 503
+    assert admission.enter("b") is None
+    assert admission.enter("c") is not None  # 3 in all
+    admission.leave("a")
+    assert admission.enter("c") is None
+    assert admission.live == 3
+
+
+def test_the_default_limit_stays_below_the_open_file_limit() -> None:
+    import resource
+    _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    assert 2 * default_max_connections() <= hard
+    assert Admission(Settings()).max_connections == default_max_connections()
+
+
+# -- websockify's holes (the others are referenced from docs/reliability.rst) ---------------
+
+
+def test_basic_auth_compares_credentials_in_constant_time() -> None:
+    """websockify compares with ``==`` (spec §13.15); ours hashes, then compare_digest."""
+    import inspect
+
+    from proxy.auth import BasicHTTPAuth
+    assert "hmac.compare_digest(" in inspect.getsource(BasicHTTPAuth.validate_creds)
