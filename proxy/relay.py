@@ -15,21 +15,17 @@ from __future__ import annotations
 import selectors
 import socket
 import ssl
-import threading
 import time
-from collections import deque
 from dataclasses import dataclass
-from itertools import islice
-from typing import Iterable, Protocol
+from typing import Protocol
 
 from proxy.frames import (ABNORMAL, GOING_AWAY, HEARTBEAT_TIMEOUT, IDLE_TIMEOUT, INTERNAL_ERROR,
                           NORMAL, SESSION_TIME_LIMIT, SHUTTING_DOWN, TARGET_CLOSED, ClientStream,
                           CloseInfo)
+from proxy.sockio import Outbox, StopSignal, recv_some
 
 _R = selectors.EVENT_READ
 _W = selectors.EVENT_WRITE
-#: Exceptions meaning "try again when the selector says so", not a failure.
-_WOULD_BLOCK = (BlockingIOError, InterruptedError, ssl.SSLWantReadError, ssl.SSLWantWriteError)
 
 
 @dataclass(frozen=True)
@@ -61,39 +57,6 @@ FAIL_LINGER = 1.0  # seconds
 SHUTDOWN_CLOSE_TIMEOUT = 1.0  # seconds
 
 
-class StopSignal:
-    """Tells every relay at once that the server is shutting down.
-
-    One socketpair shared by all connections (2 fds in all, not 2 per connection): the
-    byte written by ``set()`` is never read, so the read end stays readable and wakes
-    every relay's poll() until each one unregisters it.
-    """
-
-    def __init__(self) -> None:
-        self._reader, self._writer = socket.socketpair()
-        self._reader.setblocking(False)
-        self._writer.setblocking(False)
-        self._event = threading.Event()
-
-    def fileno(self) -> int:
-        return self._reader.fileno()
-
-    def is_set(self) -> bool:
-        return self._event.is_set()
-
-    def set(self) -> None:
-        if not self._event.is_set():
-            self._event.set()
-            try:
-                self._writer.send(b"!")
-            except OSError:
-                pass
-
-    def close(self) -> None:
-        self._reader.close()
-        self._writer.close()
-
-
 class Tap(Protocol):
     """Watches a relay's data (``--traffic``, ``--traffic-dump``, ``--record``).
 
@@ -113,80 +76,6 @@ class Tap(Protocol):
 
     def sent_to_client(self, complete: bool) -> None:
         """A write to the client; ``complete`` when nothing is left queued for it."""
-
-
-def _recv(sock: socket.socket, size: int) -> bytes | None:
-    """One read; b"" at EOF, None when nothing is there yet. OSError propagates."""
-    try:
-        data = sock.recv(size)
-        # TLS: decrypted bytes can wait in the SSL object without the fd being readable.
-        while data and isinstance(sock, ssl.SSLSocket) and sock.pending():
-            data += sock.recv(size)
-    except _WOULD_BLOCK:
-        return None
-    return data
-
-
-#: Chunks handed to one sendmsg() (Linux IOV_MAX is 1024).
-_IOV_CHUNKS = 256
-#: TLS has no sendmsg(): up to this many chunks are joined into one send() instead.
-_TLS_JOIN_CHUNKS = 16
-
-
-class Outbox:
-    """Bytes owed to one socket: a queue of chunks and their total size.
-
-    Chunks are queued as they come (frame headers, payloads) and written with one
-    ``sendmsg()``, so a payload is never copied into a buffer and a partial write never
-    shifts the rest (``del bytearray[:n]`` is a memmove of everything behind it).
-    ``len()`` is the byte count the high-water marks compare against.
-    """
-
-    __slots__ = ("_chunks", "_size")
-
-    def __init__(self) -> None:
-        self._chunks: deque[bytes | bytearray | memoryview] = deque()
-        self._size = 0
-
-    def __len__(self) -> int:
-        return self._size
-
-    def append(self, chunk: bytes | bytearray) -> None:
-        if chunk:
-            self._chunks.append(chunk)
-            self._size += len(chunk)
-
-    def extend(self, chunks: Iterable[bytes | bytearray]) -> None:
-        for chunk in chunks:
-            if chunk:
-                self._chunks.append(chunk)
-                self._size += len(chunk)
-
-    def clear(self) -> None:
-        self._chunks.clear()
-        self._size = 0
-
-    def send(self, sock: socket.socket, tls: bool) -> None:
-        """Write what the socket takes now and drop it from the queue. OSError propagates."""
-        chunks = self._chunks
-        try:
-            if len(chunks) == 1:
-                sent = sock.send(chunks[0])
-            elif tls:
-                sent = sock.send(b"".join(islice(chunks, _TLS_JOIN_CHUNKS)))
-            else:
-                sent = sock.sendmsg(islice(chunks, _IOV_CHUNKS))
-        except _WOULD_BLOCK:
-            return
-        self._size -= sent
-        while sent:
-            first = chunks[0]
-            if sent >= len(first):
-                chunks.popleft()
-                sent -= len(first)
-            else:
-                chunks[0] = memoryview(first)[sent:]
-                break
 
 
 class Relay:
@@ -283,7 +172,7 @@ class Relay:
 
     def _read_client(self) -> None:
         try:
-            data = _recv(self.client, self.limits.recv_size)
+            data = recv_some(self.client, self.limits.recv_size)
         except OSError:
             self._lose_client()
             return
@@ -304,7 +193,7 @@ class Relay:
 
     def _read_target(self) -> None:
         try:
-            data = _recv(self.target, self.limits.recv_size)
+            data = recv_some(self.target, self.limits.recv_size)
         except OSError:
             self._lose_target()
             return
@@ -330,7 +219,7 @@ class Relay:
         too. EOF and errors are left to the next poll(), which reports them again.
         """
         try:
-            return _recv(self.target, size) or b""
+            return recv_some(self.target, size) or b""
         except OSError:
             return b""
 

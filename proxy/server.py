@@ -23,7 +23,7 @@ from proxy.handler import ProxyRequestHandler
 from proxy.limits import Admission
 from proxy.metrics import Metrics
 from proxy.plugins import load_plugin
-from proxy.relay import StopSignal
+from proxy.sockio import StopSignal
 from proxy.settings import Settings
 
 log = logging.getLogger(__name__)

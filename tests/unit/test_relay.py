@@ -13,7 +13,8 @@ from wsproto import WSConnection
 from wsproto.events import BytesMessage, CloseConnection, Event, Message, Ping, Pong
 
 from proxy.frames import ClientStream, CloseInfo
-from proxy.relay import Limits, Relay, StopSignal, close_session
+from proxy.relay import Limits, Relay, close_session
+from proxy.sockio import StopSignal
 from tests.conftest import TIMEOUT
 from tests.unit.helpers import open_pair, raw_frame
 

@@ -1,0 +1,124 @@
+"""Non-blocking socket pieces of the relay: one read, the write queue, the stop signal.
+
+I/O layer, no policy: ``relay`` decides when to read and write; these helpers only know
+how (TLS sockets included, spec §7.2; notes §4.4).
+"""
+
+from __future__ import annotations
+
+import socket
+import ssl
+import threading
+from collections import deque
+from itertools import islice
+from typing import Iterable
+
+#: Exceptions meaning "try again when the selector says so", not a failure.
+WOULD_BLOCK = (BlockingIOError, InterruptedError, ssl.SSLWantReadError, ssl.SSLWantWriteError)
+
+
+class StopSignal:
+    """Tells every relay at once that the server is shutting down.
+
+    One socketpair shared by all connections (2 fds in all, not 2 per connection): the
+    byte written by ``set()`` is never read, so the read end stays readable and wakes
+    every relay's poll() until each one unregisters it.
+    """
+
+    def __init__(self) -> None:
+        self._reader, self._writer = socket.socketpair()
+        self._reader.setblocking(False)
+        self._writer.setblocking(False)
+        self._event = threading.Event()
+
+    def fileno(self) -> int:
+        return self._reader.fileno()
+
+    def is_set(self) -> bool:
+        return self._event.is_set()
+
+    def set(self) -> None:
+        if not self._event.is_set():
+            self._event.set()
+            try:
+                self._writer.send(b"!")
+            except OSError:
+                pass
+
+    def close(self) -> None:
+        self._reader.close()
+        self._writer.close()
+
+
+def recv_some(sock: socket.socket, size: int) -> bytes | None:
+    """One read; b"" at EOF, None when nothing is there yet. OSError propagates."""
+    try:
+        data = sock.recv(size)
+        # TLS: decrypted bytes can wait in the SSL object without the fd being readable.
+        while data and isinstance(sock, ssl.SSLSocket) and sock.pending():
+            data += sock.recv(size)
+    except WOULD_BLOCK:
+        return None
+    return data
+
+
+#: Chunks handed to one sendmsg() (Linux IOV_MAX is 1024).
+_IOV_CHUNKS = 256
+#: TLS has no sendmsg(): up to this many chunks are joined into one send() instead.
+_TLS_JOIN_CHUNKS = 16
+
+
+class Outbox:
+    """Bytes owed to one socket: a queue of chunks and their total size.
+
+    Chunks are queued as they come (frame headers, payloads) and written with one
+    ``sendmsg()``, so a payload is never copied into a buffer and a partial write never
+    shifts the rest (``del bytearray[:n]`` is a memmove of everything behind it).
+    ``len()`` is the byte count the high-water marks compare against.
+    """
+
+    __slots__ = ("_chunks", "_size")
+
+    def __init__(self) -> None:
+        self._chunks: deque[bytes | bytearray | memoryview] = deque()
+        self._size = 0
+
+    def __len__(self) -> int:
+        return self._size
+
+    def append(self, chunk: bytes | bytearray) -> None:
+        if chunk:
+            self._chunks.append(chunk)
+            self._size += len(chunk)
+
+    def extend(self, chunks: Iterable[bytes | bytearray]) -> None:
+        for chunk in chunks:
+            if chunk:
+                self._chunks.append(chunk)
+                self._size += len(chunk)
+
+    def clear(self) -> None:
+        self._chunks.clear()
+        self._size = 0
+
+    def send(self, sock: socket.socket, tls: bool) -> None:
+        """Write what the socket takes now and drop it from the queue. OSError propagates."""
+        chunks = self._chunks
+        try:
+            if len(chunks) == 1:
+                sent = sock.send(chunks[0])
+            elif tls:
+                sent = sock.send(b"".join(islice(chunks, _TLS_JOIN_CHUNKS)))
+            else:
+                sent = sock.sendmsg(islice(chunks, _IOV_CHUNKS))
+        except WOULD_BLOCK:
+            return
+        self._size -= sent
+        while sent:
+            first = chunks[0]
+            if sent >= len(first):
+                chunks.popleft()
+                sent -= len(first)
+            else:
+                chunks[0] = memoryview(first)[sent:]
+                break
