@@ -233,6 +233,7 @@ def serve(settings: Settings, environ: Mapping[str, str] | None = None) -> int:
         environ: the environment (wrap mode builds its shim and the command's from it).
     """
     raise_fd_limit()
+    tune_interpreter()
     environ = {} if environ is None else environ
     private: wrap.PrivatePort | None = None
     try:
