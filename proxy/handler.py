@@ -19,7 +19,8 @@ from wsproto import WSConnection
 
 from proxy import access, forwarded, handshake, probes, proxyproto, sessionlog, tls, web
 from proxy.deflate import BoundedDeflate
-from proxy.errors import HandshakeError, RequestHeadTooLarge, RequestTimeout, TargetError, TokenError
+from proxy.errors import (HandshakeError, RequestHeadTooLarge, RequestTimeout, TargetError,
+                          TokenError)
 from proxy.frames import (CONNECT_FAILED, INTERNAL_ERROR, LIMIT_REASONS, TARGET_CLOSED,
                           ClientStream, CloseInfo)
 from proxy.httpio import RequestReader, SocketWriter

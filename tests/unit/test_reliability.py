@@ -132,7 +132,8 @@ def test_a_message_inflating_past_the_limit_is_closed_1009_without_inflating_it_
 def test_only_the_first_acceptable_offer_is_taken() -> None:
     ext = BoundedDeflate(1000)
     assert ext.accept("permessage-deflate; unknown=1") is None
-    assert ext.accept("permessage-deflate; server_max_window_bits=10") == "server_max_window_bits=10"
+    accepted = ext.accept("permessage-deflate; server_max_window_bits=10")
+    assert accepted == "server_max_window_bits=10"
     assert ext.accept("permessage-deflate") is None
     assert ext.server_max_window_bits == 10
 
