@@ -43,7 +43,8 @@ class InvalidOriginError(AuthenticationError):
         self.expected_origin = expected
         self.actual_origin = actual
         super().__init__(response_msg="Invalid Origin",
-                         log_msg=f"Invalid Origin Header: Expected one of {expected}, got '{actual}'")
+                         log_msg=f"Invalid Origin Header: Expected one of {expected}, "
+                                 f"got '{actual}'")
 
 
 def is_authentication_error(exc: BaseException) -> bool:

@@ -171,7 +171,8 @@ def build_parser() -> Parser:
     add("--record", metavar="FILE", help="record sessions to FILE.[session_number]")
     add("-D", "--daemon", help="become a daemon (background process)", **flag)
     add("--run-once", help="handle a single WebSocket connection and exit", **flag)
-    add("--timeout", type=optparse_int, default=0, help="after TIMEOUT seconds exit when not connected")
+    add("--timeout", type=optparse_int, default=0,
+        help="after TIMEOUT seconds exit when not connected")
     add("--idle-timeout", type=optparse_int, default=0,
         help="server exits after IDLE_TIMEOUT seconds if there are no active connections")
     # No default here: configure uses self.pem and knows whether --cert was given (§3.2).
@@ -196,7 +197,8 @@ def build_parser() -> Parser:
     add("--wrap-mode", type=choice(*WRAP_MODES), default="exit", metavar="MODE",
         help="action to take when the wrapped program exits or daemonizes: exit, ignore, respawn")
     add("-6", "--prefer-ipv6", help="prefer IPv6 when resolving source_addr", **flag)
-    add("--libserver", help="accepted for compatibility and ignored (websockify's is broken)", **flag)
+    add("--libserver", **flag,
+        help="accepted for compatibility and ignored (websockify's is broken)")
     add("--target-config", metavar="FILE",
         help="configuration file containing valid targets (= --token-plugin TokenFile)")
     add("--token-plugin", metavar="CLASS", help="use a Python class to map tokens to targets")

@@ -70,6 +70,5 @@ class TokenError(HandshakeError):
     """
 
 
-
 class TargetError(ProxyError):
     """The target could not be reached after the 101 (close 1011, spec §5.3)."""

@@ -26,7 +26,7 @@ from proxy.frames import (CONNECT_FAILED, INTERNAL_ERROR, LIMIT_REASONS, TARGET_
 from proxy.httpio import RequestReader, SocketWriter
 from proxy.relay import Limits, Relay, close_session
 from proxy.settings import DEFAULT_CERT, Target
-from proxy.targets import open_target, open_unix_target, tune_tcp
+from proxy.targets import dial, tune_tcp
 from proxy.traffic import session_tap
 
 if TYPE_CHECKING:
@@ -281,24 +281,10 @@ class ProxyRequestHandler(BaseHTTPRequestHandler):
         super().end_headers()
 
     def _connect(self, target: Target) -> socket.socket:
-        """Open the target, logging websockify's lines (spec §3.3)."""
-        timeout = self.settings.connect_timeout
-        if target.unix_socket:
-            self.log_message("connecting to unix socket: %s", target.unix_socket)
-            return self._proxy_header(open_unix_target(target.unix_socket, timeout))
-        context = self.server.target_context
-        # websockify also logs "(using SSL)" for a Unix target but does not use TLS there
-        # (spec §7.6); we neither wrap nor claim it.
-        using_ssl = " (using SSL)" if context else ""
-        if self.settings.wrap_cmd:
-            self.log_message("connecting to command: '%s' (port %d)%s",
-                             " ".join(self.settings.wrap_cmd), target.port, using_ssl)
-        else:
-            self.log_message("connecting to: %s%s", target.display, using_ssl)
-        sock = self._proxy_header(open_target(target.host, target.port, timeout))
-        if context is None:
-            return sock
-        return tls.connect_target(sock, context, target.host, timeout)
+        """Open the target with websockify's log lines (see ``targets.dial``)."""
+        preamble = self._proxy_header() if self.settings.target_proxy_protocol else b""
+        return dial(target, self.settings, self.server.target_context, preamble,
+                    self.log_message)
 
     def _connect_early(self, target: Target) -> socket.socket:
         """Connect before the 101 (``--connect-before-upgrade``).
@@ -314,26 +300,16 @@ class ProxyRequestHandler(BaseHTTPRequestHandler):
             status = HTTPStatus.GATEWAY_TIMEOUT if timed_out else HTTPStatus.BAD_GATEWAY
             raise HandshakeError(status, "Failed to connect to downstream server") from exc
 
-    def _proxy_header(self, sock: socket.socket) -> socket.socket:
-        """Send the PROXY v1 header first (``--target-proxy-protocol``); return ``sock``.
-
-        Before any TLS to the target: the PROXY protocol precedes the target's protocol.
-
-        Raises:
-            TargetError: the send failed (``sock`` is closed).
-        """
-        if not self.settings.target_proxy_protocol:
-            return sock
+    def _proxy_header(self) -> bytes:
+        """The PROXY v1 header for ``--target-proxy-protocol`` (sent before any TLS)."""
         peer = self.forwarded_client or self.client_address
         source = (str(peer[0]), int(peer[1])) if isinstance(peer, tuple) and peer else None
         try:
             local = self.request.getsockname()
-            destination = (str(local[0]), int(local[1])) if isinstance(local, tuple) else None
-            sock.sendall(proxyproto.v1_header(source, destination))
-        except OSError as exc:
-            sock.close()
-            raise TargetError(str(exc)) from exc
-        return sock
+        except OSError:
+            local = None
+        destination = (str(local[0]), int(local[1])) if isinstance(local, tuple) else None
+        return proxyproto.v1_header(source, destination)
 
     def _proxy(self, stream: ClientStream, target: Target,
                sock: socket.socket | None = None) -> None:

@@ -7,8 +7,12 @@ TCP_NODELAY and SO_KEEPALIVE live in this module (spec §6).
 from __future__ import annotations
 
 import socket
+import ssl
+from collections.abc import Callable
 
+from proxy import tls
 from proxy.errors import TargetError
+from proxy.settings import Settings, Target
 
 
 def tune_tcp(sock: socket.socket) -> None:
@@ -54,4 +58,44 @@ def open_unix_target(path: str, timeout: float) -> socket.socket:
     except OSError as exc:
         sock.close()
         raise TargetError(str(exc)) from exc
+    return sock
+
+
+def dial(target: Target, settings: Settings, context: ssl.SSLContext | None,
+         preamble: bytes, log: Callable[..., None]) -> socket.socket:
+    """Open ``target`` as configured, logging websockify's lines with ``log`` (spec §3.3).
+
+    Args:
+        context: the ``--ssl-target`` client context, or None for plain TCP.
+        preamble: bytes sent first, before any TLS (the PROXY protocol header), or b"".
+
+    Raises:
+        TargetError: the target could not be reached (``__cause__`` holds the error).
+    """
+    timeout = settings.connect_timeout
+    if target.unix_socket:
+        log("connecting to unix socket: %s", target.unix_socket)
+        return _send_preamble(open_unix_target(target.unix_socket, timeout), preamble)
+    # websockify also logs "(using SSL)" for a Unix target but does not use TLS there
+    # (spec §7.6); we neither wrap nor claim it.
+    using_ssl = " (using SSL)" if context else ""
+    if settings.wrap_cmd:
+        log("connecting to command: '%s' (port %d)%s", " ".join(settings.wrap_cmd),
+            target.port, using_ssl)
+    else:
+        log("connecting to: %s%s", target.display, using_ssl)
+    sock = _send_preamble(open_target(target.host, target.port, timeout), preamble)
+    if context is None:
+        return sock
+    return tls.connect_target(sock, context, target.host, timeout)
+
+
+def _send_preamble(sock: socket.socket, preamble: bytes) -> socket.socket:
+    """Send ``preamble`` (if any) on a fresh target connection; close it on failure."""
+    if preamble:
+        try:
+            sock.sendall(preamble)
+        except OSError as exc:
+            sock.close()
+            raise TargetError(str(exc)) from exc
     return sock
