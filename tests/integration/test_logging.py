@@ -11,9 +11,7 @@ import stat
 import subprocess
 import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
-from typing import TypeVar
 
 import pytest
 
@@ -22,6 +20,7 @@ from tests.integration.conftest import StartProxy
 from tests.support.backends import EchoBackend, NeverReadBackend, ScriptedBackend
 from tests.support.process import ProxyProcess, clean_env
 from tests.support.wsclient import OP_BINARY, WSClient, build_frame
+from tests.support.inprocess import wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -40,20 +39,6 @@ Traffic Legend:
 # "127.0.0.1 - - [26/Nov/2026 09:41:07] " (http.server's log_message prefix, spec §3.1)
 PREFIX = r"127\.0\.0\.1 - - \[\d{2}/[A-Z][a-z]{2}/\d{4} \d{2}:\d{2}:\d{2}\] "
 MiB = 1024 * 1024
-
-T = TypeVar("T")
-
-
-def wait_for(probe: Callable[[], T | None], what: str, timeout: float = TIMEOUT) -> T:
-    """Poll ``probe`` until it returns something truthy; fail after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = probe()
-        if value:
-            return value
-        if time.monotonic() >= deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.02)
 
 
 def stdout_of_length(proxy: ProxyProcess, n: int) -> str:

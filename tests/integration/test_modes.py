@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 from wsproto import ConnectionType, WSConnection
-from wsproto.events import AcceptConnection, BytesMessage, CloseConnection, Message, Ping, Request
+from wsproto.events import Ping
 
 from tests.conftest import TIMEOUT
 from tests.integration.conftest import StartProxy

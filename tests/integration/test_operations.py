@@ -13,7 +13,6 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import TypeVar
 
 import pytest
 from wsproto.events import CloseConnection
@@ -23,21 +22,9 @@ from tests.integration.conftest import StartProxy
 from tests.support.backends import EchoBackend
 from tests.support.process import ProxyProcess, clean_env, wait_port
 from tests.support.wsclient import HTTPResponse, WSClient, raw_http, upgrade_request
+from tests.support.inprocess import wait_for
 
 pytestmark = pytest.mark.integration
-
-T = TypeVar("T")
-
-
-def wait_for(probe: Callable[[], T | None], what: str, timeout: float = TIMEOUT) -> T:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = probe()
-        if value:
-            return value
-        if time.monotonic() >= deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.02)
 
 
 def get(port: int, path: str, headers: str = "") -> HTTPResponse:

@@ -12,9 +12,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
-from typing import TypeVar
 
 import pytest
 from wsproto.utilities import LocalProtocolError
@@ -22,6 +20,7 @@ from wsproto.utilities import LocalProtocolError
 from tests.conftest import TIMEOUT
 from tests.support.process import ProxyProcess, clean_env
 from tests.support.wsclient import WSClient
+from tests.support.inprocess import wait_for
 
 pytestmark = [
     pytest.mark.integration,
@@ -29,7 +28,6 @@ pytestmark = [
                        reason="wrap mode needs a C compiler (scripts/test installs gcc as root)"),
 ]
 
-T = TypeVar("T")
 
 #: The wrapped command: listens on argv[1] (IPv6 wildcard with "6"), echoes "echo:" + data,
 #: exits 3 when a message contains "quit"; writes its pid (and LISTEN_FDS) to files.
@@ -57,17 +55,6 @@ while True:
 @pytest.fixture(scope="session")
 def shim_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("xdg-cache")
-
-
-def wait_for(probe: Callable[[], T | None], what: str, timeout: float = TIMEOUT) -> T:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = probe()
-        if value:
-            return value
-        if time.monotonic() >= deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.02)
 
 
 def launch(tmp_path: Path, cache: Path, *args: str, family: str = "4",

@@ -15,9 +15,9 @@ from wsproto import ConnectionType, WSConnection
 from wsproto.events import AcceptConnection, CloseConnection, Message, Request, TextMessage
 
 from proxy.server import ProxyServer
-from proxy.settings import Settings
 from tests.conftest import TIMEOUT
 from tests.unit.helpers import raw_frame
+from tests.support.inprocess import running
 
 UPGRADE = (
     "GET /path HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
@@ -46,21 +46,6 @@ def echo_backend() -> Iterator[int]:
         yield listener.getsockname()[1]
     finally:
         listener.close()
-        thread.join(TIMEOUT)
-
-
-@contextmanager
-def running(**overrides: object) -> Iterator[ProxyServer]:
-    settings = Settings(**{"listen_host": "127.0.0.1", "target_host": "127.0.0.1",  # type: ignore[arg-type]
-                           "target_port": 9, **overrides})
-    server = ProxyServer(settings)
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05})
-    thread.start()
-    try:
-        yield server
-    finally:
-        server.shutdown()
-        server.server_close()
         thread.join(TIMEOUT)
 
 

@@ -7,7 +7,6 @@ import os
 import shutil
 import socket
 import ssl
-import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -24,6 +23,7 @@ from tests.conftest import TIMEOUT
 from tests.support.backends import EchoBackend
 from tests.support.certs import KEY_PASSWORD, Pki, TLSEchoBackend, peer_common_name
 from tests.support.wsclient import HandshakeRejected, WSClient, upgrade_request
+from tests.support.inprocess import running
 
 
 @pytest.fixture(scope="module")
@@ -44,23 +44,6 @@ def tls_settings(pki: Pki, **overrides: object) -> Settings:
                                  "cert_required": True}
     values.update(overrides)
     return Settings(**values)  # type: ignore[arg-type]
-
-
-@contextmanager
-def running(settings: Settings) -> Iterator[ProxyServer]:
-    server = ProxyServer(settings)
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05})
-    thread.start()
-    try:
-        yield server
-    finally:
-        server.shutdown()
-        server.stop_sessions()
-        deadline = time.monotonic() + TIMEOUT
-        while server.live_connections and time.monotonic() < deadline:
-            time.sleep(0.02)
-        server.server_close()
-        thread.join(TIMEOUT)
 
 
 def wss(port: int, context: ssl.SSLContext, path: str = "/",

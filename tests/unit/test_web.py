@@ -11,9 +11,6 @@ import email.utils
 import json
 import os
 import socket
-import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -23,6 +20,7 @@ from proxy.cli import parse_cli
 from proxy.server import ProxyServer
 from proxy.settings import Settings
 from tests.conftest import TIMEOUT
+from tests.support.inprocess import running
 
 SECRET = b"outside the web root"
 MTIME = 1_700_000_000  # a fixed Last-Modified for the tree
@@ -162,21 +160,6 @@ def test_the_static_files_are_package_data() -> None:
 
 
 # -- over a socket --------------------------------------------------------------------------
-
-
-@contextmanager
-def running(**overrides: object) -> Iterator[ProxyServer]:
-    options = {"listen_host": "127.0.0.1", "target_host": "127.0.0.1", "target_port": 9}
-    settings = Settings(**{**options, **overrides})  # type: ignore[arg-type]
-    server = ProxyServer(settings)
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05})
-    thread.start()
-    try:
-        yield server
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(TIMEOUT)
 
 
 class Response:
