@@ -134,17 +134,6 @@ def url_path_type(value: str) -> str:
     return value
 
 
-def seconds_type(value: str) -> float:
-    """A non-negative number of seconds."""
-    try:
-        seconds = float(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"invalid number of seconds: {value!r}") from None
-    if not seconds >= 0:
-        raise argparse.ArgumentTypeError(f"invalid number of seconds: {value!r}")
-    return seconds
-
-
 def header_type(value: str) -> tuple[str, str]:
     """``--response-header 'Name: value'`` (RFC 9110 field name; no CR/LF in the value)."""
     name, colon, text = value.partition(":")
@@ -280,12 +269,12 @@ def build_parser() -> Parser:
     add("--health-path", type=url_path_type, metavar="PATH",
         help="answer 200 at PATH while serving, 503 while draining, at --max-connections "
              "or short of file descriptors (no --web-auth)")
-    add("--stats-interval", type=seconds_type, default=0.0, metavar="N",
+    add("--stats-interval", type=seconds, default=0.0, metavar="N",
         help="log the --metrics-path counters as one line every N seconds")
     add("--log-format", type=choice(*LOG_FORMATS), default="classic",
         help="classic: websockify's lines (default); json: one JSON record per connection "
              "instead of the per-connection lines; both")
-    add("--drain-timeout", type=seconds_type, default=0.0, metavar="N",
+    add("--drain-timeout", type=seconds, default=0.0, metavar="N",
         help="on SIGTERM stop taking sessions and let open ones run up to N seconds "
              "before closing them with 1001 (default 0)")
     add("--response-header", type=header_type, action="append", metavar="'NAME: VALUE'",
