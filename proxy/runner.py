@@ -45,17 +45,19 @@ def _terminate(signum: int, frame: FrameType | None) -> None:
 
 
 #: The GIL switch interval for the command (CPython's default is 0.005 s).
-SWITCH_INTERVAL = 0.05  # seconds
+SWITCH_INTERVAL = 0.5  # seconds
 
 
 def tune_interpreter() -> None:
-    """A longer GIL switch interval for thousands of mostly idle relay threads.
+    """A long GIL switch interval for thousands of mostly idle relay threads.
 
-    Every thread waiting for the GIL wakes each switch interval to ask for it; with
-    thousands of threads made runnable at once (a burst of messages on 5,000 idle
-    connections) those wake-ups alone saturated both cores and one echo on each took
-    15 s; at 0.05 s it takes about 1 s. Relay threads release the GIL at every socket
-    call, so the longer interval only bounds how long CPU-bound work may hold it.
+    Every thread waiting for the GIL wakes once per switch interval to ask for it; with
+    thousands of threads made runnable at once (one message on each of 9,000 idle
+    connections) those wake-ups alone saturated both cores: one echo on each took 15-23 s
+    for 5,000 connections at CPython's 0.005 s, 18 s for 9,000 at 0.05 s, and 1.3 s for
+    9,000 at 0.5 s (measured 2026-11-26, docs/benchmarks.rst). Relay threads release the
+    GIL at every socket call, so the interval only bounds how long CPU-bound work may
+    hold it; single-connection latency and throughput did not change.
     """
     sys.setswitchinterval(SWITCH_INTERVAL)
 
