@@ -19,7 +19,7 @@ import time
 from collections.abc import Callable, Mapping
 from types import FrameType
 
-from proxy import daemon, logsetup, metrics, wrap
+from proxy import daemon, logsetup, metrics, speedups, wrap
 from proxy.errors import StartupError
 from proxy.server import ProxyServer
 from proxy.settings import Settings
@@ -236,6 +236,8 @@ def serve(settings: Settings, environ: Mapping[str, str] | None = None) -> int:
     """
     raise_fd_limit()
     tune_interpreter()
+    if speedups.install():
+        log.debug("unmasking client frames with numpy (the speedups extra)")
     environ = {} if environ is None else environ
     private: wrap.PrivatePort | None = None
     try:

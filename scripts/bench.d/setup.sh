@@ -7,7 +7,7 @@
 #   wsfy-numpy/   websockify==0.13.0 + numpy (its declared dependencies)
 #   wsfy-plain/   websockify==0.13.0 --no-deps (no numpy: the minimal-host case)
 #   ours/         this checkout, installed non-editable from the source tree
-#   ours-numpy/   this checkout with the [numpy] extra (only if setup.cfg declares it)
+#   ours-numpy/   this checkout with the [speedups] extra (numpy unmasking)
 #   tools/        matplotlib for the chart
 #   node/         npm ws + bufferutil (the load generator's masking in C)
 #   socat         from Debian (apt-get) when missing
@@ -38,8 +38,8 @@ want wsfy-plain && venv wsfy-plain --no-deps websockify==0.13.0
 if [[ -z ${BENCH_OURS_PYTHON:-} ]]; then
     rm -f "$BENCH_DIR/ours/.stamp" "$BENCH_DIR/ours-numpy/.stamp"
     want ours && venv ours "$root"
-    if want ours-numpy && grep -q '^numpy *=' "$root/setup.cfg"; then
-        venv ours-numpy "$root[numpy]"
+    if want ours-numpy && grep -q '^speedups *=' "$root/setup.cfg"; then
+        venv ours-numpy "$root[speedups]"
     fi
 fi
 if [[ -z ${BENCH_NODE:-} && ! -f $BENCH_DIR/node/.stamp ]]; then
