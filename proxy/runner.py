@@ -236,8 +236,7 @@ def serve(settings: Settings, environ: Mapping[str, str] | None = None) -> int:
     """
     raise_fd_limit()
     tune_interpreter()
-    if speedups.install():
-        log.debug("unmasking client frames with numpy (the speedups extra)")
+    speedups.install()  # silent: nothing may come before the banner (spec §3.2)
     environ = {} if environ is None else environ
     private: wrap.PrivatePort | None = None
     try:

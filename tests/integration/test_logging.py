@@ -21,21 +21,10 @@ from tests.support.backends import EchoBackend, NeverReadBackend, ScriptedBacken
 from tests.support.process import ProxyProcess, clean_env
 from tests.support.wsclient import OP_BINARY, WSClient, build_frame
 from tests.support.inprocess import wait_for
+from tests.support.spectext import LEGEND
 
 pytestmark = pytest.mark.integration
 
-# spec §3.4, verbatim.
-LEGEND = """
-Traffic Legend:
-    }  - Client receive
-    }. - Client receive partial
-    {  - Target receive
-
-    >  - Target send
-    >. - Target send partial
-    <  - Client send
-    <. - Client send partial
-"""
 # "127.0.0.1 - - [26/Nov/2026 09:41:07] " (http.server's log_message prefix, spec §3.1)
 PREFIX = r"127\.0\.0\.1 - - \[\d{2}/[A-Z][a-z]{2}/\d{4} \d{2}:\d{2}:\d{2}\] "
 MiB = 1024 * 1024

@@ -17,7 +17,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from tests.support.backends import ConnRecord, TCPBackend
+from tests.support.backends import ConnRecord, EchoBackend
 
 #: Password of ``Pki.encrypted_key``.
 KEY_PASSWORD = "correct horse"
@@ -171,7 +171,7 @@ def peer_common_name(sock: ssl.SSLSocket) -> str | None:
     return str(names[0].value) if names else None
 
 
-class TLSEchoBackend(TCPBackend):
+class TLSEchoBackend(EchoBackend):
     """An echo backend speaking TLS with ``context``."""
 
     def __init__(self, context: ssl.SSLContext) -> None:
@@ -183,12 +183,4 @@ class TLSEchoBackend(TCPBackend):
             rec.sock = self.context.wrap_socket(rec.sock, server_side=True)
         except ssl.SSLError:
             return  # the proxy refused our certificate; the test checks its side
-        while True:
-            chunk = self._recv_until_stopped(rec)
-            if chunk is None:
-                return
-            if not chunk:
-                rec.mark_eof()
-                return
-            rec.add(chunk)
-            rec.sock.sendall(chunk)
+        super().handle(rec)

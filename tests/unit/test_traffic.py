@@ -10,19 +10,7 @@ import pytest
 
 from proxy.settings import Settings
 from proxy.traffic import SessionTap, TrafficDump, TrafficMarkers, hexdump, session_tap
-
-# spec §3.4, verbatim (leading empty line included), written out by hand.
-LEGEND = """
-Traffic Legend:
-    }  - Client receive
-    }. - Client receive partial
-    {  - Target receive
-
-    >  - Target send
-    >. - Target send partial
-    <  - Client send
-    <. - Client send partial
-"""
+from tests.support.spectext import LEGEND
 
 
 def markers() -> tuple[TrafficMarkers, io.StringIO]:
