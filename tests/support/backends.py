@@ -192,6 +192,16 @@ class TCPBackend:
         with self._lock:
             return len(self.connections)
 
+    def _read_recorded(self, rec: ConnRecord) -> bytes | None:
+        """One read, recorded on ``rec``; None at EOF (marked) or when the backend stops."""
+        chunk = self._recv_until_stopped(rec)
+        if not chunk:
+            if chunk is not None:
+                rec.mark_eof()
+            return None
+        rec.add(chunk)
+        return chunk
+
     def _recv_until_stopped(self, rec: ConnRecord, size: int = 65536) -> bytes | None:
         """One ``recv``; None when the backend is stopping."""
         while not self.stopping.is_set():
@@ -206,14 +216,7 @@ class EchoBackend(TCPBackend):
     """Sends back every byte it receives; on EOF it records it and closes."""
 
     def handle(self, rec: ConnRecord) -> None:
-        while True:
-            chunk = self._recv_until_stopped(rec)
-            if chunk is None:
-                return
-            if not chunk:
-                rec.mark_eof()
-                return
-            rec.add(chunk)
+        while (chunk := self._read_recorded(rec)) is not None:
             rec.sock.sendall(chunk)
 
 
@@ -242,13 +245,8 @@ class SinkBackend(TCPBackend):
         while not self.stopping.is_set():
             if not self.reading.wait(_POLL):
                 continue
-            chunk = self._recv_until_stopped(rec)
-            if chunk is None:
+            if self._read_recorded(rec) is None:
                 return
-            if not chunk:
-                rec.mark_eof()
-                return
-            rec.add(chunk)
 
 
 class NeverReadBackend(SinkBackend):
@@ -279,11 +277,5 @@ class ScriptedBackend(TCPBackend):
         rec.sock.shutdown(socket.SHUT_WR)
         # Drain until the proxy closes too, so closing never turns into a reset that could
         # discard the scripted bytes before the proxy read them.
-        while True:
-            chunk = self._recv_until_stopped(rec)
-            if chunk is None:
-                return
-            if not chunk:
-                rec.mark_eof()
-                return
-            rec.add(chunk)
+        while self._read_recorded(rec) is not None:
+            pass
