@@ -279,6 +279,9 @@ def build_parser() -> Parser:
              "before closing them with 1001 (default 0)")
     add("--response-header", type=header_type, action="append", metavar="'NAME: VALUE'",
         help="add this header to every HTTP response and the 101 (repeatable)")
+    add("--workers", type=optparse_int, default=1, metavar="N",
+        help="serve with N processes sharing the listening socket, each with its own "
+             "threads (default 1; docs/scaling.rst)")
     add("-c", "--config", is_config_file=True, metavar="FILE",
         help="read options from FILE (long option names, `name = value` lines)")
     add("--version", action="version", version=f"%(prog)s (websockify-threaded) {__version__}")

@@ -224,16 +224,23 @@ def settings_from(opts: argparse.Namespace, args: list[str], wrap: bool,
         timeout=float(opts.timeout),
         idle_timeout=float(opts.idle_timeout),
         **_limits(opts, error),
-        **_operations(opts, error),
+        **_operations(opts, pos.wrap_cmd, error),
     )
 
 
-def _operations(opts: argparse.Namespace, error: Error) -> dict[str, Any]:
+def _operations(opts: argparse.Namespace, wrap_cmd: tuple[str, ...],
+                error: Error) -> dict[str, Any]:
     """The issue-10 options (docs/operations.rst)."""
     if opts.inetd and opts.listen_fd is not None:
         error("--inetd and --listen-fd exclude each other")
     if opts.metrics_path and opts.metrics_path == opts.health_path:
         error("--metrics-path and --health-path must differ")
+    if opts.workers < 1:
+        error("--workers must be at least 1")
+    if opts.workers > 1 and (opts.run_once or opts.inetd or wrap_cmd):
+        # One connection, one inherited connection, one wrapped command: nothing to share.
+        what = "--run-once" if opts.run_once else "--inetd" if opts.inetd else "a wrapped command"
+        error(f"--workers cannot be used with {what}")
     return {
         "daemon": opts.daemon,
         "pid_file": _absolute(opts.pid_file),
@@ -245,4 +252,5 @@ def _operations(opts: argparse.Namespace, error: Error) -> dict[str, Any]:
         "log_format": opts.log_format,
         "drain_timeout": float(opts.drain_timeout),
         "response_headers": tuple(opts.response_header or ()),
+        "workers": opts.workers,
     }

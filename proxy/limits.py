@@ -11,10 +11,12 @@ connections at once (``ProxyServer.process_request``).
 
 from __future__ import annotations
 
+import multiprocessing
 import resource
 import threading
 from collections import Counter
 from http import HTTPStatus
+from typing import Any
 
 from proxy.errors import HandshakeError
 from proxy.settings import Settings
@@ -46,7 +48,13 @@ def default_max_connections(fds_per_connection: int = FDS_PER_CONNECTION) -> int
 
 
 class Admission:
-    """Counts live connections, in all and per peer address; thread-safe."""
+    """Counts live connections, in all and per peer address; thread-safe.
+
+    With ``--workers`` and an explicit ``--max-connections`` the total is one counter in
+    shared memory, created before the workers fork, so the limit holds for the service as
+    a whole. The automatic limit (the open-file limit is per process) and
+    ``--max-connections-per-ip`` count per worker (docs/scaling.rst).
+    """
 
     def __init__(self, settings: Settings) -> None:
         fds = FDS_PER_CONNECTION + (1 if settings.record else 0)
@@ -54,11 +62,18 @@ class Admission:
         self.max_per_address = settings.max_connections_per_ip
         self.hard_limit = self.max_connections + REFUSING
         self._lock = threading.Lock()
-        self._live = 0  # admitted connections
+        self._live = 0  # admitted connections of this process
+        self._shared: Any = None  # multiprocessing.Value: all workers' admitted connections
+        if settings.workers > 1 and settings.max_connections:
+            self._shared = multiprocessing.get_context("fork").Value("l", 0)
         self._per_address: Counter[str] = Counter()
 
     @property
     def live(self) -> int:
+        """Admitted connections: of all workers when the limit is shared."""
+        if self._shared is not None:
+            with self._shared.get_lock():
+                return int(self._shared.value)
         with self._lock:
             return self._live
 
@@ -66,18 +81,35 @@ class Admission:
         """Admit a connection from ``address``; None = admitted (call ``leave`` later),
         otherwise the 503 to answer with (the connection was not counted)."""
         with self._lock:
-            if self._live >= self.max_connections:
+            if not self._take():
                 return _unavailable(TOO_MANY)
             if self.max_per_address and self._per_address[address] >= self.max_per_address:
+                self._give_back()
                 return _unavailable(TOO_MANY_FROM_ADDRESS)
             self._live += 1
             if self.max_per_address:
                 self._per_address[address] += 1
             return None
 
+    def _take(self) -> bool:
+        """One more admitted connection if under ``max_connections``; held: ``_lock``."""
+        if self._shared is None:
+            return self._live < self.max_connections
+        with self._shared.get_lock():
+            if self._shared.value >= self.max_connections:
+                return False
+            self._shared.value += 1
+            return True
+
+    def _give_back(self) -> None:
+        if self._shared is not None:
+            with self._shared.get_lock():
+                self._shared.value -= 1
+
     def leave(self, address: str) -> None:
         with self._lock:
             self._live -= 1
+            self._give_back()
             if self.max_per_address:
                 self._per_address[address] -= 1
                 if self._per_address[address] <= 0:

@@ -19,7 +19,7 @@ import time
 from collections.abc import Callable, Mapping
 from types import FrameType
 
-from proxy import daemon, logsetup, metrics, speedups, wrap
+from proxy import daemon, logsetup, metrics, speedups, workers, wrap
 from proxy.errors import StartupError
 from proxy.server import ProxyServer
 from proxy.settings import Settings
@@ -94,6 +94,8 @@ def log_banner(settings: Settings) -> None:
             log.info("  - Deny non-SSL/TLS connections")
     else:
         log.info("  - No SSL/TLS support (no cert file)")
+    if settings.workers > 1:
+        log.info("  - %d worker processes", settings.workers)  # ours (proxy.workers)
     if settings.daemon:
         log.info("  - Backgrounding (daemon)")
     if settings.record:
@@ -262,6 +264,8 @@ def serve(settings: Settings, environ: Mapping[str, str] | None = None) -> int:
         wrapper = wrap.Wrapper(settings.wrap_cmd, settings.wrap_mode, shim, _public_port(server),
                                private, environ)
     try:
+        if settings.workers > 1:
+            return _run_workers(server, settings)
         return _run(server, settings, wrapper)
     finally:
         if wrapper is not None:
@@ -270,8 +274,27 @@ def serve(settings: Settings, environ: Mapping[str, str] | None = None) -> int:
             daemon.remove_pid_file(settings.pid_file)
 
 
-def _run(server: ProxyServer, settings: Settings, wrapper: wrap.Wrapper | None) -> int:
-    previous = {sig: signal.signal(sig, _terminate) for sig in (signal.SIGTERM, signal.SIGINT)}
+def _run_workers(server: ProxyServer, settings: Settings) -> int:
+    """``--workers``: the parent supervises, each worker runs ``_run`` (proxy.workers)."""
+    def work(index: int) -> int:
+        server.after_fork(index, settings.workers)
+        return _run(server, settings, None, stop_signals=(workers.WORKER_STOP,))
+
+    server.share_listener()
+    on_hup: Callable[[], None] | None = None
+    if _reloadable(server):
+        # The workers reload everything themselves; the parent only reopens its log file.
+        on_hup = logsetup.reopen
+    try:
+        return workers.supervise(settings.workers, work,
+                                 settings.drain_timeout + SHUTDOWN_GRACE, on_hup)
+    finally:
+        server.server_close()
+
+
+def _run(server: ProxyServer, settings: Settings, wrapper: wrap.Wrapper | None,
+         stop_signals: tuple[signal.Signals, ...] = (signal.SIGTERM, signal.SIGINT)) -> int:
+    previous = {sig: signal.signal(sig, _terminate) for sig in stop_signals}
     if _reloadable(server):
         # Reopen --log-file after logrotate renamed it, reload the TLS certificate and the
         # token files (websockify issue #374). websockify dies on SIGHUP (§10); with
@@ -293,6 +316,8 @@ def _run(server: ProxyServer, settings: Settings, wrapper: wrap.Wrapper | None) 
         log.info("In exit")
         if settings.drain_timeout > 0:
             _drain(server, settings.drain_timeout)
+        for sig in stop_signals:  # closing already; another stop must not interrupt it
+            signal.signal(sig, signal.SIG_IGN)
         server.close_listener()
         server.stop_sessions()
         _wait_for_connections(server, SHUTDOWN_GRACE)

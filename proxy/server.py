@@ -143,12 +143,35 @@ class ProxyServer(socketserver.ThreadingTCPServer):
             return
         log.debug("Closing socket listening at %s", self.settings.listen_display)  # spec §3.3
         super().server_close()
-        # websockify leaves the socket file behind (§13.20).
-        if self.address_family == socket.AF_UNIX and self.settings.unix_listen:
+        # websockify leaves the socket file behind (§13.20). Workers leave it to the parent.
+        if (self.address_family == socket.AF_UNIX and self.settings.unix_listen
+                and self.owns_listener):
             try:
                 os.unlink(self.settings.unix_listen)
             except FileNotFoundError:
                 pass
+
+    #: Whether closing the listener removes its ``--unix-listen`` file (not in workers).
+    owns_listener = True
+
+    def share_listener(self) -> None:
+        """Before forking ``--workers``: every worker polls the one listening socket and
+        the ones that lose the race for a connection get EAGAIN instead of blocking in
+        accept() (socketserver ignores that OSError)."""
+        self.socket.setblocking(False)
+
+    def after_fork(self, index: int, count: int) -> None:
+        """In worker ``index`` (from 0) of ``count`` (``proxy.workers``).
+
+        Its own shutdown signal (the inherited socketpair is shared with every worker) and
+        session numbers ``index + 1``, ``index + 1 + count``, … so log ids and ``--record``
+        file names stay unique across workers.
+        """
+        self.owns_listener = False
+        self.stop_signal.close()
+        self.stop_signal = StopSignal()
+        self._sessions = index + 1 - count
+        self._session_step = count
 
     def stop_sessions(self) -> None:
         """Ask every relaying connection to close with 1001 (they exit within ~1 s)."""
@@ -176,7 +199,8 @@ class ProxyServer(socketserver.ThreadingTCPServer):
         with self._lock:
             return 0.0 if self._live else time.monotonic() - self._idle_since
 
-    _sessions = 0  # connections numbered so far; the instance's copy is guarded by _lock
+    _sessions = 0  # the last number given; the instance's copy is guarded by _lock
+    _session_step = 1  # --workers: each worker numbers every count-th connection
 
     def next_session_id(self) -> int:
         """Number the next connection from 1, as websockify's ``handler_id`` (spec §4.1).
@@ -185,7 +209,7 @@ class ProxyServer(socketserver.ThreadingTCPServer):
         numbers have gaps where websockify's do.
         """
         with self._lock:
-            self._sessions += 1
+            self._sessions += self._session_step
             return self._sessions
 
     def note_upgrade(self, client: str) -> None:

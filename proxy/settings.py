@@ -190,6 +190,8 @@ class Settings:
     drain_timeout: float = 0.0  # seconds
     #: ``--response-header``: extra (name, value) headers on every HTTP response and the 101.
     response_headers: tuple[tuple[str, str], ...] = ()
+    #: ``--workers``: processes serving the one listening socket (``proxy.workers``).
+    workers: int = 1
 
     @property
     def listen_display(self) -> str:

@@ -164,6 +164,28 @@ def test_admission_counts_in_all_and_per_address() -> None:
     assert admission.live == 3
 
 
+def test_with_workers_an_explicit_limit_is_shared_across_fork() -> None:
+    import os
+    admission = Admission(Settings(workers=2, max_connections=2))
+    assert admission.enter("a") is None
+    pid = os.fork()
+    if pid == 0:  # the other worker: one more fits, then the shared total is reached
+        ok = admission.enter("b") is None and admission.enter("c") is not None
+        os._exit(0 if ok else 1)
+    assert os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]) == 0
+    assert admission.live == 2
+    refused = admission.enter("d")
+    assert refused is not None and refused.reason == "Too many connections"
+    admission.leave("a")
+    assert admission.enter("d") is None
+
+
+def test_with_workers_the_automatic_limit_stays_per_process() -> None:
+    admission = Admission(Settings(workers=2))
+    assert admission.max_connections == default_max_connections()
+    assert admission.enter("a") is None and admission.live == 1
+
+
 def test_the_default_limit_stays_below_the_open_file_limit() -> None:
     import resource
     _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)

@@ -21,3 +21,17 @@ def test_serve_lengthens_the_gil_switch_interval_before_binding() -> None:
         assert abs(sys.getswitchinterval() - runner.SWITCH_INTERVAL) < 1e-6
     finally:
         sys.setswitchinterval(previous)
+
+
+def test_each_worker_numbers_its_own_sessions() -> None:
+    """--workers: ids stay unique across workers (log lines, --record file names)."""
+    from proxy.server import ProxyServer
+
+    server = ProxyServer(Settings(listen_host="127.0.0.1", listen_port=0,
+                                  target_host="127.0.0.1", target_port=9, workers=3))
+    try:
+        server.after_fork(1, 3)
+        assert [server.next_session_id() for _ in range(3)] == [2, 5, 8]
+        assert not server.owns_listener
+    finally:
+        server.server_close()
