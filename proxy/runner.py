@@ -280,7 +280,7 @@ def _run_workers(server: ProxyServer, settings: Settings) -> int:
         server.after_fork(index, settings.workers)
         return _run(server, settings, None, stop_signals=(workers.WORKER_STOP,))
 
-    server.share_listener()
+    server.share_listener(TICK)
     on_hup: Callable[[], None] | None = None
     if _reloadable(server):
         # The workers reload everything themselves; the parent only reopens its log file.

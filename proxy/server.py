@@ -154,11 +154,16 @@ class ProxyServer(socketserver.ThreadingTCPServer):
     #: Whether closing the listener removes its ``--unix-listen`` file (not in workers).
     owns_listener = True
 
-    def share_listener(self) -> None:
-        """Before forking ``--workers``: every worker polls the one listening socket and
-        the ones that lose the race for a connection get EAGAIN instead of blocking in
-        accept() (socketserver ignores that OSError)."""
-        self.socket.setblocking(False)
+    def share_listener(self, accept_wait: float) -> None:
+        """Before forking ``--workers``: every worker polls the one listening socket.
+
+        A worker that loses the race for a connection must not block in accept() until
+        the next one (its timeouts would stop ticking), so the listener gets a timeout:
+        accept() then waits at most ``accept_wait`` and raises ``TimeoutError``, an
+        OSError socketserver ignores. Not non-blocking: socketserver polls with the
+        socket's timeout when it has one, and 0 would spin.
+        """
+        self.socket.settimeout(accept_wait)
 
     def after_fork(self, index: int, count: int) -> None:
         """In worker ``index`` (from 0) of ``count`` (``proxy.workers``).

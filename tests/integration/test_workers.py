@@ -107,6 +107,22 @@ def test_one_banner_and_every_worker_serves(start_proxy: StartProxy,
     assert sum("  - proxying from" in line for line in lines) == 1
 
 
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def test_idle_workers_do_not_spin(start_proxy: StartProxy, echo_backend: EchoBackend) -> None:
+    """A shared listener must not make the accept loop poll without waiting (a bug the
+    benchmark found: a non-blocking listener turned socketserver's poll timeout into 0)."""
+    proxy = start_proxy(echo_backend.port, "--workers", "2")
+    pids = two_workers(proxy)
+    before = [cpu_seconds(pid) for pid in pids]
+    time.sleep(1.0)
+    used = [cpu_seconds(pid) - was for pid, was in zip(pids, before)]
+    assert all(seconds < 0.2 for seconds in used), used
+
+
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
 def test_stop_signal_to_the_group_closes_every_session_1001(
         start_proxy: StartProxy, echo_backend: EchoBackend, signum: int) -> None:
