@@ -33,7 +33,7 @@ class Limits:
     """Bounds of one relay; see ``proxy.settings`` for the defaults and their reasons."""
 
     high_water: int = 256 * 1024  # bytes per direction
-    recv_size: int = 64 * 1024  # bytes per recv()
+    recv_size: int = 256 * 1024  # bytes per recv() (settings.RECV_SIZE)
     heartbeat: float = 0.0  # seconds between pings; 0 = off
     close_timeout: float = 5.0  # seconds to flush and exchange Close frames
     idle_timeout: float = 0.0  # seconds without data either way before close 1000; 0 = off

@@ -22,8 +22,11 @@ CLOSE_TIMEOUT = 5.0  # seconds
 MAX_MESSAGE_SIZE = 64 * 1024 * 1024  # bytes
 #: Per-direction buffer level at which the relay stops reading the other side.
 HIGH_WATER = 256 * 1024  # bytes
-#: Size of one recv(); each target read becomes one WebSocket frame (spec §5.2).
-RECV_SIZE = 64 * 1024  # bytes
+#: Size of one recv(); each target read becomes one WebSocket frame (spec §5.2). websockify
+#: reads 64 KiB; 256 KiB took target→client from 0.96× to 1.14× its rate and client→target
+#: from 1.12× to 1.24× (scripts/bench, 2026-11-26, docs/benchmarks.rst); buffers stay
+#: bounded by high_water + recv_size per direction.
+RECV_SIZE = 256 * 1024  # bytes
 #: Largest HTTP request head (request line and headers) accepted; 431 beyond it.
 MAX_REQUEST_HEAD = 64 * 1024  # bytes; http.server also caps one line at 64 KiB, 100 headers
 #: websockify's ``--cert`` default, relative to the working directory at start (§3.2).

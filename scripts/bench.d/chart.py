@@ -22,16 +22,18 @@ PANELS = [  # title, scenario, key, scale
     ("idle: PSS per connection at 1,000 (KiB)", None, "pss_per", 1 / 1024),
 ]
 LABELS = {"direct": "direct", "socat": "socat", "wsfy-numpy": "wsfy+np",
-          "wsfy-plain": "wsfy", "ours": "ours", "ours-numpy": "ours[np]"}
+          "wsfy-plain": "wsfy", "ours": "ours", "ours-numpy": "ours[np]", "ours-w2": "ours w2",
+          "ours-v": "ours -v", "ours-traffic": "ours traffic"}
 COLORS = {"direct": "#999999", "socat": "#666666", "wsfy-numpy": "#d62728",
-          "wsfy-plain": "#ff9896", "ours": "#1f77b4", "ours-numpy": "#17becf"}
+          "wsfy-plain": "#ff9896", "ours": "#1f77b4", "ours-numpy": "#17becf",
+          "ours-w2": "#2ca02c", "ours-v": "#9467bd", "ours-traffic": "#8c564b"}
 
 
 def main() -> None:
     rep = json.load(open(sys.argv[1]))
     fig, axes = plt.subplots(2, 4, figsize=(16, 7))
     for ax, (title, scen, key, scale) in zip(axes.flat, PANELS):
-        names, vals = [], []
+        names, vals, colors = [], [], []
         for p in rep["peers"]:
             if scen is None:
                 r = rep["idle"].get(p, {}).get("1000")
@@ -42,10 +44,10 @@ def main() -> None:
                 v = statistics.median(xs) if xs else None
             if v is None:
                 continue
-            names.append(LABELS[p])
+            names.append(LABELS.get(p, p))
             vals.append(v * scale)
-        bars = ax.bar(names, vals, color=[COLORS[k] for k, lab in LABELS.items()
-                                          if lab in names])
+            colors.append(COLORS.get(p, "#bcbd22"))
+        bars = ax.bar(names, vals, color=colors)
         ax.bar_label(bars, fmt="%.3g", fontsize=8)
         ax.set_title(title, fontsize=10)
         ax.tick_params(axis="x", labelsize=8, rotation=30)
