@@ -16,9 +16,9 @@ a ``--drain-timeout`` at once). Workers ignore SIGTERM and SIGINT themselves: sy
 (KillMode=control-group) and a terminal's Ctrl-C signal the whole group, and a worker
 getting the stop twice would cut its drain short. SIGHUP is forwarded (each reloads). A
 worker whose parent dies gets ``WORKER_STOP`` (PR_SET_PDEATHSIG), so none outlives a
-killed parent. A worker that dies of anything else than a stop is
-restarted, unless it died within ``RESTART_MIN`` seconds of its start (then the parent
-stops the rest and exits 1, as a crash loop would only repeat).
+killed parent. A worker that dies other than by a stop (or its own ``--timeout``) is
+restarted, unless it died within ``RESTART_MIN`` seconds of its start: then the parent
+stops the rest and exits 1, as a crash loop would only repeat.
 """
 
 from __future__ import annotations
