@@ -22,7 +22,7 @@ from tests.conftest import TIMEOUT
 from tests.integration.conftest import StartProxy
 from tests.support.backends import EchoBackend
 from tests.support.inprocess import wait_for
-from tests.support.process import ProxyProcess, clean_env
+from tests.support.process import ProxyProcess, clean_env, free_port, wait_port
 from tests.support.wsclient import WSClient, raw_http, upgrade_request
 
 pytestmark = pytest.mark.integration
@@ -31,19 +31,21 @@ pytestmark = pytest.mark.integration
 def workers_of(proxy: ProxyProcess) -> list[int]:
     """The pids of the proxy's child processes (from /proc)."""
     assert proxy.proc is not None
-    children = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            stat = Path(f"/proc/{entry}/stat").read_text()
-        except OSError:  # exited meanwhile
-            continue
-        # "pid (comm) state ppid ...": comm may hold spaces, so split after the last ")".
-        ppid = int(stat.rsplit(")", 1)[1].split()[1])
-        if ppid == proxy.proc.pid:
-            children.append(int(entry))
-    return sorted(children)
+    return children_of(proxy.proc.pid)
+
+
+def children_of(parent: int) -> list[int]:
+    return sorted(int(entry) for entry in os.listdir("/proc")
+                  if entry.isdigit() and _ppid(int(entry)) == parent)
+
+
+def _ppid(pid: int) -> int:
+    """The parent of ``pid`` (0 once it exited); "pid (comm) state ppid ...", where comm
+    may hold spaces, so split after the last ")"."""
+    try:
+        return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+    except OSError:
+        return 0
 
 
 def two_workers(proxy: ProxyProcess) -> list[int]:
@@ -252,3 +254,32 @@ def test_usage_errors(tmp_path: Path, argv: list[str], message: str) -> None:
                             env=clean_env(), cwd=tmp_path, timeout=2 * TIMEOUT, check=False)
     assert result.returncode == 2
     assert result.stderr.decode().endswith(f"websockify: error: {message}\n")
+
+
+def test_daemon_with_workers(tmp_path: Path, echo_backend: EchoBackend) -> None:
+    """The daemon (pid file) is the parent; its workers serve, and stop with it."""
+    port = free_port()
+    argv = [sys.executable, "-m", "proxy", "--daemon", "--workers", "2", "--pid-file",
+            "proxy.pid", "--log-file", "proxy.log", f"127.0.0.1:{port}",
+            f"127.0.0.1:{echo_backend.port}"]
+    result = subprocess.run(argv, cwd=tmp_path, env=clean_env(), capture_output=True,
+                            timeout=2 * TIMEOUT, check=False)
+    assert result.returncode == 0, result.stderr
+    pid_file = tmp_path / "proxy.pid"
+    assert wait_for(pid_file.exists, "the pid file")
+    pid = int(pid_file.read_text())
+    workers: list[int] = []
+    try:
+        wait_port(port, time.monotonic() + 2 * TIMEOUT)
+
+        def forked() -> bool:
+            workers[:] = children_of(pid)
+            return len(workers) == 2
+        assert wait_for(forked, "two workers")
+        echo(port, b"daemon workers")
+    finally:
+        os.kill(pid, signal.SIGTERM)
+    assert wait_for(lambda: not alive(pid) and not any(alive(w) for w in workers),
+                    "the daemon and its workers gone")
+    assert not pid_file.exists()
+    assert (tmp_path / "proxy.log").read_text().count("In exit") == 2
