@@ -38,6 +38,7 @@ INVALID_UTF8 = "Invalid UTF-8 in text frame"
 IDLE_TIMEOUT = "Idle timeout"
 SESSION_TIME_LIMIT = "Session time limit reached"
 HEARTBEAT_TIMEOUT = "No pong within the heartbeat timeout"
+RECORDING_FAILED = "Failed to open the recording"
 #: Closes that a limit started (the handler logs them at INFO).
 LIMIT_REASONS = frozenset({MESSAGE_TOO_BIG, IDLE_TIMEOUT, SESSION_TIME_LIMIT, HEARTBEAT_TIMEOUT})
 

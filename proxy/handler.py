@@ -21,8 +21,8 @@ from proxy import access, forwarded, handshake, probes, proxyproto, sessionlog, 
 from proxy.deflate import BoundedDeflate
 from proxy.errors import (HandshakeError, RequestHeadTooLarge, RequestTimeout, TargetError,
                           TokenError)
-from proxy.frames import (CONNECT_FAILED, INTERNAL_ERROR, LIMIT_REASONS, TARGET_CLOSED,
-                          ClientStream, CloseInfo)
+from proxy.frames import (CONNECT_FAILED, INTERNAL_ERROR, LIMIT_REASONS, RECORDING_FAILED,
+                          TARGET_CLOSED, ClientStream, CloseInfo)
 from proxy.httpio import RequestReader, SocketWriter
 from proxy.relay import Limits, Relay, close_session
 from proxy.settings import DEFAULT_CERT, Target
@@ -320,8 +320,18 @@ class ProxyRequestHandler(BaseHTTPRequestHandler):
         # --traffic/--traffic-dump/--record; None when all are off. websockify opens the
         # recording before connecting (spec §3.3 line order) and ends it with 'EOF'];
         # even when the connect fails (§7.4).
-        tap = session_tap(s, self.session_id, self.address_string(), self.log_message)
         self.session.target = target.display
+        try:
+            tap = session_tap(s, self.session_id, self.address_string(), self.log_message)
+        except OSError as exc:
+            # websockify's session dies with this line and no Close (§7.4); ours also
+            # closes 1011, as for a connect failure (the path stays out of the reason).
+            log.info("handler exception: %s", exc)
+            self.session.failure, self.session.close_code = "record", INTERNAL_ERROR
+            close_session(self.request, stream, INTERNAL_ERROR, RECORDING_FAILED, limits)
+            if sock is not None:
+                _close(sock)
+            return
         try:
             try:
                 sock = sock or self._connect(target)

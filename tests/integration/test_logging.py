@@ -233,6 +233,26 @@ def test_legacy_syslog_over_a_unix_datagram_socket(
 # -- --record and replay -------------------------------------------------------------------------
 
 
+def test_a_recording_that_cannot_be_opened_closes_1011_and_spares_the_server(
+    start_proxy: StartProxy, echo_backend: EchoBackend
+) -> None:
+    """websockify ends such a session with no Close frame (§7.4): ours closes 1011."""
+    proxy = start_proxy(echo_backend.port, "--record", "missing-dir/rec")
+    with WSClient.connect(proxy.port) as ws:
+        close = ws.recv_close()
+    assert (close.code, close.reason) == (1011, "Failed to open the recording")
+    line = proxy.wait_for_log("handler exception:")
+    # The number is the session's; the start-up probe took one (docs/logging.rst).
+    assert re.search(f"handler exception: \\[Errno 2\\] No such file or directory: "
+                     f"'{re.escape(str(proxy.tmp_path / 'missing-dir' / 'rec'))}\\.\\d+'$",
+                     line), line
+    assert not echo_backend.connections  # the target was never connected
+    (proxy.tmp_path / "missing-dir").mkdir()
+    with WSClient.connect(proxy.port) as ws:  # the server goes on
+        ws.send_binary(b"now recorded")
+        assert ws.recv_bytes(12) == b"now recorded"
+
+
 def test_record_writes_websockifys_format_and_replay_reads_it(
     start_proxy: StartProxy, echo_backend: EchoBackend
 ) -> None:
