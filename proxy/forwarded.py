@@ -56,6 +56,13 @@ def is_trusted(address: IPAddress, trusted: Iterable[Network]) -> bool:
     return any(address in network for network in trusted)
 
 
+def trusted_peer(peer: object, trusted: Sequence[Network]) -> bool:
+    """Whether the socket peer (an address tuple; anything else for Unix sockets) is one
+    of the ``trusted`` proxies."""
+    node = parse_node(str(peer[0])) if trusted and isinstance(peer, tuple) and peer else None
+    return node is not None and is_trusted(node[0], trusted)
+
+
 def forwarded_chain(headers: Message) -> list[str]:
     """The hops named by ``X-Forwarded-For`` or, without it, ``Forwarded`` (RFC 7239).
 

@@ -7,13 +7,12 @@ catch-all is ``ProxyServer.handle_error``.
 
 from __future__ import annotations
 
-import logging
 import socket
 import ssl
 from collections.abc import Sequence
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from wsproto import WSConnection
 
@@ -25,6 +24,7 @@ from proxy.frames import (CONNECT_FAILED, INTERNAL_ERROR, LIMIT_REASONS, RECORDI
                           TARGET_CLOSED, ClientStream, CloseInfo)
 from proxy.httpio import RequestReader, SocketWriter
 from proxy.relay import Limits, Relay, close_session
+from proxy.requestlog import RequestLog, log
 from proxy.settings import DEFAULT_CERT, Target
 from proxy.targets import dial, tune_tcp
 from proxy.traffic import session_tap
@@ -32,13 +32,8 @@ from proxy.traffic import session_tap
 if TYPE_CHECKING:
     from proxy.server import ProxyServer
 
-log = logging.getLogger(__name__)
 
-# Control characters are escaped in logged request data, as http.server does since 3.11.
-_CONTROL_CHARS = {c: rf"\x{c:02x}" for c in (*range(0x20), *range(0x7F, 0xA0))}
-
-
-class ProxyRequestHandler(BaseHTTPRequestHandler):
+class ProxyRequestHandler(RequestLog, BaseHTTPRequestHandler):
     """http.server handler that upgrades WebSocket requests and relays them."""
 
     server: ProxyServer
@@ -47,11 +42,10 @@ class ProxyRequestHandler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     # With sys_version this gives "Server: WebSockify Python/3.x.y", as websockify (§4.1).
     server_version = "WebSockify"
-    #: The client named by a trusted proxy's X-Forwarded-For/Forwarded; None = the peer.
-    forwarded_client: tuple[str, int] | None = None
     #: The 503 to answer when a connection limit is reached (``proxy.limits``); None = admitted.
     refusal: HandshakeError | None = None
     _admitted = False  # counted by server.admission; left in finish()
+    _admission_key: str | None = None  # the address it is counted under (None: not yet)
     #: ``--compression``: the permessage-deflate extension offered to wsproto, if any.
     deflate: BoundedDeflate | None = None
 
@@ -71,7 +65,10 @@ class ProxyRequestHandler(BaseHTTPRequestHandler):
         self.wfile = SocketWriter(self.request, self.settings.request_timeout)
         # --max-connections[-per-ip]: counted from here until finish(); over a limit the
         # request is still read, then answered 503 (proxy.limits).
-        self.refusal = None if self.refused else self.server.admission.enter(self.address_string())
+        # Behind a --trusted-proxy the per-address count waits for the client it names.
+        trusted = forwarded.trusted_peer(self.client_address, self.settings.trusted_proxies)
+        self._admission_key = None if trusted else self.address_string()
+        self.refusal = None if self.refused else self.server.admission.enter(self._admission_key)
         self._admitted = not self.refused and self.refusal is None
 
     def _start_tls(self) -> bool:
@@ -118,7 +115,7 @@ class ProxyRequestHandler(BaseHTTPRequestHandler):
         """
         if self._admitted:
             self._admitted = False
-            self.server.admission.leave(self.address_string())
+            self.server.admission.leave(self._admission_key)
         sessionlog.finish(self.session, self, self.server.metrics,
                           self.settings.log_format != "classic")
         if isinstance(self.request, ssl.SSLSocket):
@@ -146,6 +143,11 @@ class ProxyRequestHandler(BaseHTTPRequestHandler):
             # Behind a trusted balancer the client is the one it names (--trusted-proxy).
             self.forwarded_client = forwarded.client_address(
                 self.client_address[:2], self.headers, self.settings.trusted_proxies)
+        if self._admitted and self._admission_key is None and self.refusal is None:
+            # --max-connections-per-ip counts the client the trusted proxy named.
+            self.refusal = self.server.admission.claim(self.address_string())
+            if self.refusal is None:
+                self._admission_key = self.address_string()
         if not handshake.is_upgrade(self.headers):
             self._serve_web(head=False)
             return
@@ -364,41 +366,6 @@ class ProxyRequestHandler(BaseHTTPRequestHandler):
             # Ours: a limit ended the session (docs/reliability.rst); not websockify's line.
             self.log_message("%s: Closing: %d %s", target.display, info.code, info.reason)
         self.log_verbose("%s: Closed target", target.display)
-
-    def address_string(self) -> str:
-        """The peer IP; for ``--unix-listen`` the socket path, as websockify logs (§3.1).
-
-        The one place the client label comes from: behind a ``--trusted-proxy`` it is the
-        address that proxy forwarded (set in ``do_GET``).
-        """
-        if self.forwarded_client is not None:
-            return self.forwarded_client[0]
-        if isinstance(self.client_address, tuple) and self.client_address:
-            return str(self.client_address[0])
-        return self.settings.unix_listen or "unix"
-
-    # -- logging: http.server's format, through the logging module (spec §3.1) ---------
-
-    def log_message(self, format: str, *args: Any) -> None:
-        self._log(logging.INFO, format, *args)
-
-    def log_verbose(self, format: str, *args: Any) -> None:
-        self._log(logging.DEBUG, format, *args)
-
-    def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
-        """The request line is only logged with -v, as websockify does (spec §3.3)."""
-        if isinstance(code, HTTPStatus):
-            code = code.value
-        if isinstance(code, int):
-            self.session.status = code
-        self.log_verbose('"%s" %s %s', self.requestline, code, size)
-
-    def _log(self, level: int, format: str, *args: Any) -> None:
-        # --log-format json: one record per connection replaces these lines.
-        if log.isEnabledFor(level) and self.settings.log_format != "json":
-            message = (format % args).translate(_CONTROL_CHARS)
-            log.log(level, "%s - - [%s] %s", self.address_string(), self.log_date_time_string(),
-                    message)
 
 
 def _close(sock: socket.socket) -> None:

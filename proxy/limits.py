@@ -77,19 +77,36 @@ class Admission:
         with self._lock:
             return self._live
 
-    def enter(self, address: str) -> HandshakeError | None:
+    def enter(self, address: str | None) -> HandshakeError | None:
         """Admit a connection from ``address``; None = admitted (call ``leave`` later),
-        otherwise the 503 to answer with (the connection was not counted)."""
+        otherwise the 503 to answer with (the connection was not counted).
+
+        ``address`` None: not known yet (the peer is a ``--trusted-proxy`` whose client
+        the request headers will name); only the total counts until ``claim``.
+        """
         with self._lock:
             if not self._take():
                 return _unavailable(TOO_MANY)
-            if self.max_per_address and self._per_address[address] >= self.max_per_address:
+            if address is not None and self._over(address):
                 self._give_back()
                 return _unavailable(TOO_MANY_FROM_ADDRESS)
             self._live += 1
+            if address is not None and self.max_per_address:
+                self._per_address[address] += 1
+            return None
+
+    def claim(self, address: str) -> HandshakeError | None:
+        """Count a connection admitted with ``enter(None)`` under ``address`` now; the
+        503 if that address is at its limit (then nothing changes)."""
+        with self._lock:
+            if self._over(address):
+                return _unavailable(TOO_MANY_FROM_ADDRESS)
             if self.max_per_address:
                 self._per_address[address] += 1
             return None
+
+    def _over(self, address: str) -> bool:
+        return bool(self.max_per_address) and self._per_address[address] >= self.max_per_address
 
     def _take(self) -> bool:
         """One more admitted connection if under ``max_connections``; held: ``_lock``."""
@@ -106,11 +123,12 @@ class Admission:
             with self._shared.get_lock():
                 self._shared.value -= 1
 
-    def leave(self, address: str) -> None:
+    def leave(self, address: str | None) -> None:
+        """The connection ``enter``-ed (and maybe ``claim``-ed) as ``address`` ended."""
         with self._lock:
             self._live -= 1
             self._give_back()
-            if self.max_per_address:
+            if address is not None and self.max_per_address:
                 self._per_address[address] -= 1
                 if self._per_address[address] <= 0:
                     del self._per_address[address]

@@ -26,18 +26,18 @@ from tests.support.wsclient import HandshakeRejected, WSClient, raw_http, upgrad
 pytestmark = pytest.mark.integration
 
 
-def _rejected(port: int) -> HandshakeRejected:
+def _rejected(port: int, headers: tuple[tuple[str, str], ...] = ()) -> HandshakeRejected:
     with pytest.raises(HandshakeRejected) as info:
-        WSClient.connect(port).close_socket()
+        WSClient.connect(port, extra_headers=headers).close_socket()
     return info.value
 
 
-def _connect_eventually(port: int) -> WSClient:
+def _connect_eventually(port: int, headers: tuple[tuple[str, str], ...] = ()) -> WSClient:
     """A client once a slot is free again (the proxy notices a close within a moment)."""
     deadline = time.monotonic() + TIMEOUT
     while True:
         try:
-            return WSClient.connect(port)
+            return WSClient.connect(port, extra_headers=headers)
         except HandshakeRejected:
             if time.monotonic() >= deadline:
                 raise
@@ -80,6 +80,29 @@ def test_max_connections_per_ip_refuses_the_second_connection_from_one_address(
         refused = _rejected(proxy.port)
         assert refused.status == 503
         assert b"Too many connections from this address" in refused.body
+
+
+def test_behind_a_trusted_proxy_the_per_ip_limit_counts_the_forwarded_client(
+    start_proxy: StartProxy, echo_backend: EchoBackend
+) -> None:
+    """The balancer's own address is not the client: two clients behind it get one slot
+    each, and every slot is given back when its session ends (no leak under either
+    address: five sessions in a row from one client all get in)."""
+    proxy = start_proxy(echo_backend.port, "--max-connections-per-ip", "1",
+                        "--trusted-proxy", "127.0.0.1")
+    alice = (("X-Forwarded-For", "203.0.113.5"),)
+    bob = (("X-Forwarded-For", "203.0.113.6"),)
+    with WSClient.connect(proxy.port, extra_headers=alice), \
+            WSClient.connect(proxy.port, extra_headers=bob):
+        refused = _rejected(proxy.port, alice)
+        assert (refused.status, refused.body.count(b"Too many connections from this address")) \
+            == (503, 1)
+    for n in range(5):
+        with _connect_eventually(proxy.port, alice) as again:
+            again.send_binary(b"turn %d" % n)
+            assert again.recv_bytes(6) == b"turn %d" % n
+            again.close(1000)
+            again.recv_close()
 
 
 # -- message size and per-session timers ------------------------------------------------------

@@ -164,6 +164,19 @@ def test_admission_counts_in_all_and_per_address() -> None:
     assert admission.live == 3
 
 
+def test_a_trusted_proxys_connection_is_counted_per_address_once_its_client_is_known() -> None:
+    admission = Admission(Settings(max_connections=10, max_connections_per_ip=1))
+    assert admission.enter(None) is None and admission.enter(None) is None  # the balancer
+    assert admission.claim("203.0.113.5") is None
+    refused = admission.claim("203.0.113.5")
+    assert refused is not None and refused.reason == "Too many connections from this address"
+    assert admission.live == 2
+    admission.leave("203.0.113.5")
+    admission.leave(None)  # the refused one: counted in the total only
+    assert admission.live == 0
+    assert admission.enter("203.0.113.5") is None  # nothing left under either address
+
+
 def test_with_workers_an_explicit_limit_is_shared_across_fork() -> None:
     import os
     admission = Admission(Settings(workers=2, max_connections=2))
