@@ -237,11 +237,35 @@ class ProxyServer(socketserver.ThreadingTCPServer):
             # websockify handles --run-once connections in its own process, one at a time.
             self.process_request_thread(request, client_address)
             return
+        # Taken by whichever side handles the request: the new thread, or this one when
+        # the thread never ran. Thread.start() waits for the thread to run, and a SIGTERM
+        # (_Terminate) can interrupt that wait after the thread took the request.
+        owner = threading.Lock()
+        thread = threading.Thread(target=self._request_thread, daemon=True,
+                                  args=(request, client_address, owner))
         try:
-            super().process_request(request, client_address)
-        except BaseException:
-            self._connection_done()  # no thread started (e.g. the thread limit)
-            raise
+            thread.start()
+        except BaseException as exc:
+            if owner.acquire(blocking=False):
+                self._connection_done()  # no thread will handle it (e.g. the thread limit)
+                raise
+            # The thread has it: socketserver would close the request under it if this
+            # propagated (its client then saw a bare EOF, 1006, instead of our 1001), so
+            # the stop goes on once handle_request() is done with this connection.
+            self._interrupted = exc
+
+    def _handle_request_noblock(self) -> None:
+        super()._handle_request_noblock()  # type: ignore[misc]
+        interrupted, self._interrupted = self._interrupted, None
+        if interrupted is not None:
+            raise interrupted
+
+    _interrupted: BaseException | None = None  # see process_request
+
+    def _request_thread(self, request: Any, client_address: Any,
+                        owner: threading.Lock) -> None:
+        if owner.acquire(blocking=False):
+            self.process_request_thread(request, client_address)
 
     def process_request_thread(self, request: Any, client_address: Any) -> None:
         try:

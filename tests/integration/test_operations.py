@@ -186,6 +186,24 @@ def test_without_drain_timeout_sigterm_closes_at_once(start_proxy: StartProxy,
     assert proxy.wait(TIMEOUT) == 0
 
 
+def test_sigterm_right_after_the_101_still_closes_1001(tmp_path: Path,
+                                                       echo_backend: EchoBackend) -> None:
+    """The 101 can reach the client while the accept loop still waits in Thread.start()
+    for the new thread to run; a SIGTERM then interrupted that wait, and socketserver
+    closed the connection under its thread: a bare EOF (1006) in about half the runs."""
+    codes = []
+    for attempt in range(8):
+        workdir = tmp_path / f"run{attempt}"
+        workdir.mkdir()
+        with ProxyProcess(workdir, echo_backend.port) as proxy:
+            with WSClient.connect(proxy.port) as client:
+                proxy.send_signal(signal.SIGTERM)
+                codes.append(client.recv_close().code)
+            assert proxy.wait(TIMEOUT) == 0
+            assert "Traceback" not in proxy.stderr()
+    assert codes == [1001] * 8
+
+
 # -- JSON session records ----------------------------------------------------------------------
 
 
