@@ -54,7 +54,7 @@ def two_workers(proxy: ProxyProcess) -> list[int]:
     def ready() -> bool:
         found[:] = workers_of(proxy)
         return len(found) == 2
-    assert wait_for(ready, TIMEOUT), f"workers: {found}"
+    assert wait_for(ready, "two workers")
     return found
 
 
@@ -169,7 +169,7 @@ def test_killed_parent_takes_its_workers(start_proxy: StartProxy,
     with session_in(pids[1], pids, proxy.port) as client:
         os.kill(proxy.proc.pid, signal.SIGKILL)
         assert client.recv_close().code == 1001  # the worker closed it on its way out
-    assert wait_for(lambda: not any(alive(pid) for pid in pids), TIMEOUT)
+    assert wait_for(lambda: not any(alive(pid) for pid in pids), "the workers gone")
 
 
 def test_a_crashed_worker_is_restarted(start_proxy: StartProxy,
@@ -185,7 +185,7 @@ def test_a_crashed_worker_is_restarted(start_proxy: StartProxy,
     def replaced() -> bool:
         pids[:] = workers_of(proxy)
         return len(pids) == 2 and first not in pids
-    assert wait_for(replaced, TIMEOUT), pids
+    assert wait_for(replaced, "a new worker in place of the killed one")
     assert second in pids
     new = next(pid for pid in pids if pid != second)
     with only(new, pids):
@@ -213,16 +213,16 @@ def test_sighup_reopens_the_log_file_in_every_process(start_proxy: StartProxy,
     proxy = start_proxy(echo_backend.port, "--workers", "2", "--log-file", "ws.log")
     pids = two_workers(proxy)
     log = proxy.tmp_path / "ws.log"
-    assert wait_for(lambda: "proxying from" in log.read_text(), TIMEOUT)
+    assert wait_for(lambda: "proxying from" in log.read_text(), "the banner in the log")
     log.rename(proxy.tmp_path / "ws.log.1")
     assert proxy.proc is not None
     os.kill(proxy.proc.pid, signal.SIGHUP)  # to the parent only: it forwards
     assert wait_for(lambda: log.exists() and log.read_text().count("Reopened log file") == 3,
-                    TIMEOUT)
+                    "three reopened log files")
     for worker in pids:
         with only(worker, pids):
             echo(proxy.port, b"logged")
-    assert wait_for(lambda: log.read_text().count("connecting to:") == 2, TIMEOUT)
+    assert wait_for(lambda: log.read_text().count("connecting to:") == 2, "two sessions logged")
     assert all(alive(pid) for pid in pids)
 
 
@@ -232,7 +232,7 @@ def test_unix_listen_file_stays_until_the_parent_exits(start_proxy: StartProxy,
     path = tmp_path / "ws.sock"
     proxy = start_proxy(echo_backend.port, "--workers", "2", "--unix-listen", str(path),
                         positionals=[f"127.0.0.1:{echo_backend.port}"], wait_for_port=False)
-    assert wait_for(lambda: len(workers_of(proxy)) == 2 and path.exists(), TIMEOUT)
+    assert wait_for(lambda: len(workers_of(proxy)) == 2 and path.exists(), "two workers")
     first = workers_of(proxy)[0]
     time.sleep(1.2)  # past RESTART_MIN
     os.kill(first, signal.SIGKILL)
