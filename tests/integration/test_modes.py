@@ -34,11 +34,6 @@ def wait_exit(proxy: ProxyProcess, limit: float) -> int:
     return proxy.proc.wait(limit)
 
 
-def echo_once(client: WSClient, payload: bytes = b"ping-pong") -> None:
-    client.send_binary(payload)
-    assert client.recv_bytes(len(payload)) == payload
-
-
 @contextmanager
 def echo_server(family: int, address: object) -> Iterator[object]:
     """A one-thread echo server on an IPv6 or Unix address; yields the bound address."""
@@ -94,7 +89,7 @@ def test_run_once_exits_after_the_first_upgraded_connection(
         assert plain.recv(100).startswith(b"HTTP/1.1 405")
     assert proxy.proc is not None and proxy.proc.poll() is None  # plain HTTP does not end it
     with WSClient.connect(proxy.port) as client:
-        echo_once(client)
+        client.echo()
         client.close()
         client.recv_close()
     assert wait_exit(proxy, TIMEOUT) == 0
@@ -111,7 +106,7 @@ def test_timeout_stops_accepting_but_lets_live_connections_finish(
             time.sleep(0.05)
         with pytest.raises(ConnectionRefusedError):  # websockify accepts and never serves
             socket.create_connection(("127.0.0.1", proxy.port), timeout=TIMEOUT).close()
-        echo_once(client, b"still relayed after the timeout")
+        client.echo(b"still relayed after the timeout")
         assert proxy.proc is not None and proxy.proc.poll() is None
         client.close()
         client.recv_close()
@@ -136,7 +131,7 @@ def test_ipv6_listen_and_target(tmp_path: Path) -> None:
         with proxy:
             sock = _connect_retry(socket.AF_INET6, ("::1", port), proxy)
             with ws_over(sock) as client:
-                echo_once(client)
+                client.echo()
         assert f"  - Listen on ::1:{port}" in proxy.stderr_lines()
         assert f"  - proxying from ::1:{port} to ::1:{backend_port}" in proxy.stderr_lines()
 
@@ -162,7 +157,7 @@ def test_unix_target(start_proxy: StartProxy, tmp_path: Path) -> None:
         proxy = start_proxy(0, "--unix-target", path,
                             positionals=["127.0.0.1:{port}"])
         with WSClient.connect(proxy.port) as client:
-            echo_once(client, b"over a unix socket")
+            client.echo(b"over a unix socket")
         lines = proxy.stderr_lines()
         assert f"  - proxying from 127.0.0.1:{proxy.port} to {path}" in lines
         assert any(line.endswith(f"] connecting to unix socket: {path}") for line in lines)
@@ -179,7 +174,7 @@ def test_unix_listen_gets_the_mode_and_is_removed_on_exit(tmp_path: Path,
         assert stat.S_ISSOCK(path.stat().st_mode)
         assert stat.S_IMODE(path.stat().st_mode) == 0o660
         with ws_over(sock) as client:
-            echo_once(client)
+            client.echo()
     assert proxy.returncode == 0
     assert not path.exists()  # websockify leaves it behind (§13.20)
     lines = proxy.stderr_lines()
@@ -200,7 +195,7 @@ def test_inetd_serves_the_listening_socket_on_stdin(tmp_path: Path,
                                 env=clean_env(), start_new_session=True)
     try:
         with WSClient.connect(port) as client:
-            echo_once(client)
+            client.echo()
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
         assert proc.wait(TIMEOUT) == 0
@@ -215,7 +210,7 @@ def test_sigterm_closes_live_clients_with_1001_and_exits_0(
     clients = [WSClient.connect(proxy.port) for _ in range(3)]
     try:
         for client in clients:
-            echo_once(client)
+            client.echo()
         started = time.monotonic()
         proxy.send_signal(signal.SIGTERM)
         for client in clients:
@@ -234,7 +229,7 @@ def test_sigterm_exits_within_2s_even_if_clients_never_answer(
         start_proxy: StartProxy, echo_backend: EchoBackend) -> None:
     proxy = start_proxy(echo_backend.port)
     with WSClient.connect(proxy.port) as client:
-        echo_once(client)
+        client.echo()
         started = time.monotonic()
         proxy.send_signal(signal.SIGINT)
         assert wait_exit(proxy, TIMEOUT) == 0
@@ -283,7 +278,7 @@ def test_out_of_file_descriptors_backs_off_instead_of_spinning(
             sock.close()
         held.clear()
         with WSClient.connect(proxy.port, timeout=2 * TIMEOUT) as client:
-            echo_once(client)  # served again once descriptors are free
+            client.echo()  # served again once descriptors are free
     finally:
         for sock in held:
             sock.close()
@@ -322,7 +317,7 @@ def test_a_websockify_style_user_plugin_runs_unchanged(
                         positionals=["127.0.0.1:{port}"], env={"PYTHONPATH": str(tmp_path)})
     with WSClient.connect(proxy.port, "/?token=vnc1",
                           extra_headers=[("X-Secret", "s3cr3t")]) as client:
-        echo_once(client)
+        client.echo()
     from tests.support.wsclient import HandshakeRejected
 
     with pytest.raises(HandshakeRejected) as info:

@@ -15,13 +15,13 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from wsproto.events import CloseConnection
 
 from tests.conftest import TIMEOUT
 from tests.integration.conftest import StartProxy
 from tests.support.backends import EchoBackend
 from tests.support.process import ProxyProcess, clean_env, wait_port
-from tests.support.wsclient import HTTPResponse, WSClient, raw_http, upgrade_request
+from tests.support.wsclient import (HTTPResponse, WSClient, echo_session, raw_http,
+                                    upgrade_request)
 from tests.support.inprocess import wait_for
 
 pytestmark = pytest.mark.integration
@@ -43,14 +43,6 @@ def scrape(port: int, path: str = "/metrics") -> dict[str, float]:
             name, value = line.rsplit(" ", 1)
             samples[name] = float(value)
     return samples
-
-
-def echo_session(port: int, payload: bytes) -> None:
-    with WSClient.connect(port) as client:
-        client.send_binary(payload)
-        assert client.recv_bytes(len(payload)) == payload
-        client.close(1000)
-        assert isinstance(client.recv_close(), CloseConnection)
 
 
 # -- metrics and stats -----------------------------------------------------------------------

@@ -19,11 +19,6 @@ from tests.support.wsclient import HandshakeRejected, WSClient, raw_http, upgrad
 pytestmark = pytest.mark.integration
 
 
-def echo_once(client: WSClient, payload: bytes = b"ping") -> None:
-    client.send_binary(payload)
-    assert client.recv_bytes(len(payload)) == payload
-
-
 def connect_from(source: str, port: int, path: str,
                  extra_headers: list[tuple[str, str]] | None = None) -> WSClient:
     """A WebSocket client whose TCP connection comes from loopback address ``source``."""
@@ -52,7 +47,7 @@ def test_target_config_is_reloaded_on_edit_and_errors_are_logged_once(
     (tokens / "b.conf").write_text(f"vnc1: 127.0.0.1:{echo_backend.port}\n")
     for _ in range(3):
         with WSClient.connect(proxy.port, "/?token=vnc1") as client:
-            echo_once(client)
+            client.echo()
     lines = proxy.stderr_lines()
     assert "127.0.0.1: Token 'vnc1' not found" in lines
     assert lines.count(f"Syntax error in {tokens / 'a.conf'} on line 1") == 1
@@ -75,7 +70,7 @@ def test_each_token_from_source_reaches_the_target(
     proxy = start_proxy(0, "--token-plugin", "TokenFile", "--token-source", "../tokens",
                         "--token-from", token_from, positionals=["127.0.0.1:{port}"])
     with WSClient.connect(proxy.port, path, extra_headers=headers) as client:
-        echo_once(client)
+        client.echo()
     if token_from != "query":  # the query is no longer consulted
         with pytest.raises(HandshakeRejected) as info:
             WSClient.connect(proxy.port, "/?token=vnc1")
@@ -94,7 +89,7 @@ def test_a_user_plugin_by_dotted_name_may_answer_a_bytes_port(
                         str(echo_backend.port), positionals=["127.0.0.1:{port}"],
                         env={"PYTHONPATH": str(tmp_path)})
     with WSClient.connect(proxy.port, "/?token=ok") as client:
-        echo_once(client)
+        client.echo()
 
 
 def test_connect_before_upgrade_answers_502_for_an_unreachable_target(

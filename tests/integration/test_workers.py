@@ -23,7 +23,7 @@ from tests.integration.conftest import StartProxy
 from tests.support.backends import EchoBackend
 from tests.support.inprocess import wait_for
 from tests.support.process import ProxyProcess, clean_env, free_port, wait_port
-from tests.support.wsclient import WSClient, raw_http, upgrade_request
+from tests.support.wsclient import WSClient, echo_session, raw_http, upgrade_request
 
 pytestmark = pytest.mark.integration
 
@@ -79,20 +79,11 @@ def only(worker: int, others: list[int]) -> Iterator[None]:
             os.kill(pid, signal.SIGCONT)
 
 
-def echo(port: int, payload: bytes) -> None:
-    with WSClient.connect(port) as client:
-        client.send_binary(payload)
-        assert client.recv_bytes(len(payload)) == payload
-        client.close(1000)
-        client.recv_close()
-
-
 def session_in(worker: int, pids: list[int], port: int) -> WSClient:
     """An open session that ``worker`` relays (past the handshake, one echo done)."""
     with only(worker, pids):
         client = WSClient.connect(port)
-        client.send_binary(b"ping")
-        assert client.recv_bytes(4) == b"ping"
+        client.echo(b"ping")
     return client
 
 
@@ -102,7 +93,7 @@ def test_one_banner_and_every_worker_serves(start_proxy: StartProxy,
     pids = two_workers(proxy)
     for worker in pids:
         with only(worker, pids):
-            echo(proxy.port, f"served by {worker}".encode())
+            echo_session(proxy.port, f"served by {worker}".encode())
     lines = proxy.stderr_lines()
     assert lines.count("WebSocket server settings:") == 1
     assert lines.count("  - 2 worker processes") == 1
@@ -189,7 +180,7 @@ def test_a_crashed_worker_is_restarted(start_proxy: StartProxy,
     assert second in pids
     new = next(pid for pid in pids if pid != second)
     with only(new, pids):
-        echo(proxy.port, b"served by the new worker")
+        echo_session(proxy.port, b"served by the new worker")
 
 
 def test_max_connections_counts_every_worker(start_proxy: StartProxy,
@@ -221,7 +212,7 @@ def test_sighup_reopens_the_log_file_in_every_process(start_proxy: StartProxy,
                     "three reopened log files")
     for worker in pids:
         with only(worker, pids):
-            echo(proxy.port, b"logged")
+            echo_session(proxy.port, b"logged")
     assert wait_for(lambda: log.read_text().count("connecting to:") == 2, "two sessions logged")
     assert all(alive(pid) for pid in pids)
 
@@ -276,7 +267,7 @@ def test_daemon_with_workers(tmp_path: Path, echo_backend: EchoBackend) -> None:
             workers[:] = children_of(pid)
             return len(workers) == 2
         assert wait_for(forked, "two workers")
-        echo(port, b"daemon workers")
+        echo_session(port, b"daemon workers")
     finally:
         os.kill(pid, signal.SIGTERM)
     assert wait_for(lambda: not alive(pid) and not any(alive(w) for w in workers),

@@ -226,6 +226,11 @@ class WSClient:
         assert len(buf) == n, f"got {len(buf)} bytes, expected {n}"
         return bytes(buf)
 
+    def echo(self, payload: bytes = b"ping") -> None:
+        """One binary message to an echo target and its bytes back."""
+        self.send_binary(payload)
+        assert self.recv_bytes(len(payload)) == payload
+
     def recv_messages_until_close(
         self, timeout: float = TIMEOUT
     ) -> tuple[list[Message[Any]], CloseConnection]:
@@ -291,6 +296,14 @@ class HTTPResponse:
 
     def all(self, name: str) -> list[str]:
         return [v for k, v in self.headers if k.lower() == name.lower()]
+
+
+def echo_session(port: int, payload: bytes) -> None:
+    """A whole session with an echo target: connect, one echo, Close 1000 both ways."""
+    with WSClient.connect(port) as client:
+        client.echo(payload)
+        client.close(1000)
+        assert isinstance(client.recv_close(), CloseConnection)
 
 
 def raw_http(port: int, request: bytes, timeout: float = TIMEOUT) -> HTTPResponse:
