@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from tests.integration.conftest import StartProxy
-from tests.integration.test_tokens import connect_from, echo_once
+from tests.integration.test_tokens import connect_from
 from tests.support.backends import EchoBackend
 from tests.support.services import HAProxy, RedisServer
 
@@ -64,14 +64,14 @@ def test_two_instances_behind_haproxy_share_tokens_in_redis(
             with HAProxy(tmp_path / "haproxy", config) as balancer:
                 for token in ["one", "two", "one", "two"]:
                     with connect_from("127.0.0.2", balancer.port, f"/?token={token}") as ws:
-                        echo_once(ws, token.encode())
+                        ws.echo(token.encode())
                 assert [first.connections[i].data for i in range(len(first.connections))] \
                     == [b"one", b"one"]
                 assert [c.data for c in second.connections] == [b"two", b"two"]
                 client.set("desk:three", f"127.0.0.1:{second.port}")  # added while running
                 for _ in range(2):
                     with connect_from("127.0.0.2", balancer.port, "/?token=three") as ws:
-                        echo_once(ws, b"three")
+                        ws.echo(b"three")
         finally:
             client.close()
     assert len(second.connections) == 4

@@ -64,11 +64,6 @@ def wss(port: int, context: ssl.SSLContext, path: str = "/",
     return client
 
 
-def echo_once(client: WSClient, payload: bytes = b"tls payload") -> None:
-    client.send_binary(payload)
-    assert client.recv_bytes(len(payload)) == payload
-
-
 def wait_idle(server: ProxyServer) -> None:
     deadline = time.monotonic() + TIMEOUT
     while server.live_connections:
@@ -199,9 +194,9 @@ def test_ws_and_wss_share_one_port(pki: Pki, echo: EchoBackend,
         with wss(server.port, pki.client_context()) as secure:
             assert isinstance(secure.sock, ssl.SSLSocket)
             assert secure.sock.version() in ("TLSv1.2", "TLSv1.3")
-            echo_once(secure)
+            secure.echo(b"tls payload")
         with WSClient.connect(server.port) as plain:
-            echo_once(plain, b"plain payload")
+            plain.echo(b"plain payload")
     messages = [r.getMessage() for r in caplog.records]
     assert any(m.endswith("127.0.0.1: SSL/TLS (wss://) WebSocket connection") for m in messages)
     assert any(m.endswith("127.0.0.1: Plain non-SSL (ws://) WebSocket connection")
@@ -215,7 +210,7 @@ def test_tls_1_2_clients_are_served_unless_ssl_version_asks_for_1_3(
     with running(tls_settings(pki, target_port=echo.port)) as server:
         with wss(server.port, client) as ws:
             assert ws.sock.version() == "TLSv1.2"  # type: ignore[attr-defined]
-            echo_once(ws)
+            ws.echo(b"tls payload")
     with running(tls_settings(pki, target_port=echo.port, ssl_version="tlsv1_3")) as server:
         with pytest.raises(ssl.SSLError):
             wss(server.port, client).close_socket()
@@ -235,7 +230,7 @@ def test_ssl_only_refuses_plain_connections_with_websockifys_line(
                 answer = b""
             assert answer == b""
         with wss(server.port, pki.client_context()) as ws:
-            echo_once(ws)
+            ws.echo(b"tls payload")
     assert "127.0.0.1: non-SSL connection received but disallowed" in caplog.messages
 
 
@@ -262,7 +257,7 @@ def test_a_stalled_tls_handshake_ends_within_the_deadline_and_blocks_nobody(
             started = time.monotonic()
             stalled.sendall(b"\x16\x03\x01\x02\x00\x01")
             with wss(server.port, pki.client_context()) as ws:
-                echo_once(ws)
+                ws.echo(b"tls payload")
             assert time.monotonic() - started < 0.5, "the second client waited for the first"
             assert stalled.recv(100) == b""
             assert 0.4 < time.monotonic() - started < 0.5 + TIMEOUT / 5
@@ -275,7 +270,7 @@ def test_verify_client_accepts_a_ca_signed_certificate_only(
     settings = tls_settings(pki, target_port=echo.port, verify_client=True, cafile=str(pki.ca))
     with running(settings) as server:
         with wss(server.port, pki.client_context(pki.alice)) as ws:
-            echo_once(ws)
+            ws.echo(b"tls payload")
         for cert in (None, pki.mallory):
             # TLS 1.3: the client finishes first and learns of the refusal on its next read.
             with pytest.raises((ssl.SSLError, ConnectionError, AssertionError)):
@@ -294,7 +289,7 @@ def test_client_cert_cn_auth_uses_the_verified_certificate_not_headers(
                             auth_plugin="ClientCertCNAuth", auth_source="alice carol")
     with running(settings) as server:
         with wss(server.port, pki.client_context(pki.alice)) as ws:
-            echo_once(ws)
+            ws.echo(b"tls payload")
         # bob's certificate is valid but not listed; claiming to be alice does not help.
         with pytest.raises(HandshakeRejected) as info:
             wss(server.port, pki.client_context(pki.bob), headers=((spoof, "alice"),))
@@ -316,8 +311,8 @@ def test_open_connections_keep_their_certificate_across_a_reload(
             assert server.server_tls.reload()
             with wss(server.port, pki.client_context()) as new:
                 assert peer_common_name(new.sock) == "renewed.test"  # type: ignore[arg-type]
-                echo_once(new)
-            echo_once(old)
+                new.echo(b"tls payload")
+            old.echo(b"tls payload")
             cert.write_text("broken\n")
             assert not server.server_tls.reload()
             with wss(server.port, pki.client_context()) as after:
@@ -334,7 +329,7 @@ def test_no_descriptor_outlives_its_tls_connection(pki: Pki, echo: EchoBackend) 
         before = open_fds() - echo.accepted  # the echo backend keeps its sockets until stop
         for _ in range(10):
             with wss(server.port, pki.client_context()) as ws:
-                echo_once(ws)
+                ws.echo(b"tls payload")
             with socket.create_connection(("127.0.0.1", server.port), timeout=TIMEOUT) as bad:
                 bad.sendall(b"\x16\x03\x01\x00\x05hello")  # not a ClientHello
                 assert bad.recv(100) is not None
@@ -361,7 +356,7 @@ def test_ssl_target_reaches_a_tls_backend_signed_by_a_private_ca(
                             target_port=backend.port, ssl_target=True,
                             ssl_target_cafile=str(pki.ca))
         with running(settings) as server, WSClient.connect(server.port) as client:
-            echo_once(client)
+            client.echo(b"tls payload")
             assert isinstance(backend.connection().sock, ssl.SSLSocket)
     assert any(m.endswith(f"connecting to: 127.0.0.1:{backend.port} (using SSL)")
                for m in caplog.messages)
@@ -388,7 +383,7 @@ def test_ssl_target_no_verify_accepts_any_certificate(pki: Pki) -> None:
         settings = Settings(listen_host="127.0.0.1", target_host="127.0.0.1",
                             target_port=backend.port, ssl_target=True, ssl_target_no_verify=True)
         with running(settings) as server, WSClient.connect(server.port) as client:
-            echo_once(client)
+            client.echo(b"tls payload")
 
 
 # -- options ---------------------------------------------------------------------------------
