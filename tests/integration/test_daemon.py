@@ -14,23 +14,15 @@ import pytest
 
 from tests.conftest import TIMEOUT
 from tests.support.backends import EchoBackend
-from tests.support.process import clean_env, free_port, wait_port
+from tests.support.process import clean_env, ended, free_port, wait_port
 from tests.support.wsclient import WSClient
 
 pytestmark = pytest.mark.integration
 
 
-def alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return True
-
-
 def wait_gone(pid: int, timeout: float = 2 * TIMEOUT) -> None:
     deadline = time.monotonic() + timeout
-    while alive(pid):
+    while not ended(pid):
         if time.monotonic() >= deadline:
             raise AssertionError(f"process {pid} still running")
         time.sleep(0.05)

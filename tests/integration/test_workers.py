@@ -22,7 +22,7 @@ from tests.conftest import TIMEOUT
 from tests.integration.conftest import StartProxy
 from tests.support.backends import EchoBackend
 from tests.support.inprocess import wait_for
-from tests.support.process import ProxyProcess, clean_env, free_port, wait_port
+from tests.support.process import ProxyProcess, clean_env, ended, free_port, wait_port
 from tests.support.wsclient import WSClient, echo_session, raw_http, upgrade_request
 
 pytestmark = pytest.mark.integration
@@ -56,14 +56,6 @@ def two_workers(proxy: ProxyProcess) -> list[int]:
         return len(found) == 2
     assert wait_for(ready, "two workers")
     return found
-
-
-def alive(pid: int) -> bool:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    return stat.rsplit(")", 1)[1].split()[0] != "Z"
 
 
 @contextmanager
@@ -131,7 +123,7 @@ def test_stop_signal_to_the_group_closes_every_session_1001(
             assert client.recv_close().code == 1001
     assert proxy.wait(TIMEOUT) == 0
     assert time.monotonic() - started < 3
-    assert not any(alive(pid) for pid in pids)
+    assert all(ended(pid) for pid in pids)
     assert proxy.stderr_lines().count("In exit") == 2  # one per worker, no second stop
 
 
@@ -160,7 +152,7 @@ def test_killed_parent_takes_its_workers(start_proxy: StartProxy,
     with session_in(pids[1], pids, proxy.port) as client:
         os.kill(proxy.proc.pid, signal.SIGKILL)
         assert client.recv_close().code == 1001  # the worker closed it on its way out
-    assert wait_for(lambda: not any(alive(pid) for pid in pids), "the workers gone")
+    assert wait_for(lambda: all(ended(pid) for pid in pids), "the workers gone")
 
 
 def test_a_crashed_worker_is_restarted(start_proxy: StartProxy,
@@ -214,7 +206,7 @@ def test_sighup_reopens_the_log_file_in_every_process(start_proxy: StartProxy,
         with only(worker, pids):
             echo_session(proxy.port, b"logged")
     assert wait_for(lambda: log.read_text().count("connecting to:") == 2, "two sessions logged")
-    assert all(alive(pid) for pid in pids)
+    assert not any(ended(pid) for pid in pids)
 
 
 def test_unix_listen_file_stays_until_the_parent_exits(start_proxy: StartProxy,
@@ -270,7 +262,7 @@ def test_daemon_with_workers(tmp_path: Path, echo_backend: EchoBackend) -> None:
         echo_session(port, b"daemon workers")
     finally:
         os.kill(pid, signal.SIGTERM)
-    assert wait_for(lambda: not alive(pid) and not any(alive(w) for w in workers),
+    assert wait_for(lambda: ended(pid) and all(ended(w) for w in workers),
                     "the daemon and its workers gone")
     assert not pid_file.exists()
     assert (tmp_path / "proxy.log").read_text().count("In exit") == 2

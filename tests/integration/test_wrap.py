@@ -5,7 +5,6 @@ The LD_PRELOAD shim is compiled once per test session into a temporary cache dir
 
 from __future__ import annotations
 
-import os
 import shutil
 import signal
 import socket
@@ -18,7 +17,7 @@ import pytest
 from wsproto.utilities import LocalProtocolError
 
 from tests.conftest import TIMEOUT
-from tests.support.process import ProxyProcess, clean_env
+from tests.support.process import ProxyProcess, clean_env, ended
 from tests.support.wsclient import WSClient
 from tests.support.inprocess import wait_for
 
@@ -105,19 +104,6 @@ def server_pids(tmp_path: Path) -> list[int]:
     return [int(line) for line in path.read_text().split()] if path.exists() else []
 
 
-def gone(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return True
-    # A zombie of another parent still answers kill(0); count it as ended.
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] == "Z"
-    except OSError:
-        return True
-
-
 def test_exit_mode_proxies_and_propagates_the_status(tmp_path: Path, shim_cache: Path) -> None:
     proxy = launch(tmp_path, shim_cache, "-v")
     try:
@@ -139,7 +125,7 @@ def test_the_command_is_stopped_when_the_proxy_exits(tmp_path: Path, shim_cache:
         assert echo(proxy.port, b"a") == b"echo:a"
         [pid] = server_pids(tmp_path)
         assert proxy.stop() == 0
-        wait_for(lambda: gone(pid), "the wrapped command to end")
+        wait_for(lambda: ended(pid), "the wrapped command to end")
     finally:
         proxy.stop()
 
@@ -152,7 +138,7 @@ def test_the_command_dies_with_a_killed_proxy(tmp_path: Path, shim_cache: Path) 
         assert proxy.proc is not None
         proxy.proc.kill()  # SIGKILL: no cleanup in the proxy; the kernel signals the child
         proxy.proc.wait(TIMEOUT)
-        wait_for(lambda: gone(pid), "the orphaned command to get SIGTERM")
+        wait_for(lambda: ended(pid), "the orphaned command to get SIGTERM")
     finally:
         proxy.stop()
 

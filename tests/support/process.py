@@ -43,6 +43,15 @@ def console_script(name: str = "websockify") -> Path:
     return Path(sys.executable).parent / name
 
 
+def ended(pid: int) -> bool:
+    """Whether process ``pid`` has exited; a zombie not yet reaped by its parent counts."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return True
+    return stat.rsplit(")", 1)[1].split()[0] == "Z"  # "pid (comm) state ...": comm may hold ")"
+
+
 class ProcessDied(AssertionError):
     """The process exited while the test waited for it."""
 
