@@ -86,8 +86,7 @@ def client_address(peer: tuple[str, int], headers: Message,
     trusted proxies; the first untrusted one is the client. A hop that is not an
     address (``unknown``, an obfuscated name) stops the walk at the proxy that sent it.
     """
-    current = parse_node(peer[0])
-    if not trusted or current is None or not is_trusted(current[0], trusted):
+    if not trusted_peer(peer, trusted):
         return peer
     result = (peer[0], peer[1])
     for hop in reversed(forwarded_chain(headers)):
