@@ -22,6 +22,7 @@ from typing import Protocol
 from proxy.frames import (ABNORMAL, GOING_AWAY, HEARTBEAT_TIMEOUT, IDLE_TIMEOUT, INTERNAL_ERROR,
                           NORMAL, SESSION_TIME_LIMIT, SHUTTING_DOWN, TARGET_CLOSED, ClientStream,
                           CloseInfo)
+from proxy.settings import CLOSE_TIMEOUT, HIGH_WATER, RECV_SIZE
 from proxy.sockio import Outbox, StopSignal, recv_some
 
 _R = selectors.EVENT_READ
@@ -32,10 +33,10 @@ _W = selectors.EVENT_WRITE
 class Limits:
     """Bounds of one relay; see ``proxy.settings`` for the defaults and their reasons."""
 
-    high_water: int = 256 * 1024  # bytes per direction
-    recv_size: int = 256 * 1024  # bytes per recv() (settings.RECV_SIZE)
+    high_water: int = HIGH_WATER  # bytes per direction
+    recv_size: int = RECV_SIZE  # bytes per recv()
     heartbeat: float = 0.0  # seconds between pings; 0 = off
-    close_timeout: float = 5.0  # seconds to flush and exchange Close frames
+    close_timeout: float = CLOSE_TIMEOUT  # seconds to flush and exchange Close frames
     idle_timeout: float = 0.0  # seconds without data either way before close 1000; 0 = off
     session_time: float = 0.0  # seconds after the start before close 1001; 0 = off
     heartbeat_timeout: float = 0.0  # seconds a ping may stay unanswered (1011); 0 = off

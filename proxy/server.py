@@ -241,7 +241,7 @@ class ProxyServer(socketserver.ThreadingTCPServer):
         # the thread never ran. Thread.start() waits for the thread to run, and a SIGTERM
         # (_Terminate) can interrupt that wait after the thread took the request.
         owner = threading.Lock()
-        thread = threading.Thread(target=self._request_thread, daemon=True,
+        thread = threading.Thread(target=self._request_thread, daemon=self.daemon_threads,
                                   args=(request, client_address, owner))
         try:
             thread.start()
