@@ -34,6 +34,13 @@ def no_websockify_env(monkeypatch: pytest.MonkeyPatch) -> None:
         (["x6080", "h:1"], "Error parsing listen port"),
         (["6080", "host"], "Error parsing target"),
         (["6080", "host:port"], "Error parsing target port"),
+        # #16 Operations 2: websockify wraps these (99999 -> 34463, 70000 -> 4464).
+        (["127.0.0.1:99999", "h:1"], "Error parsing listen port"),
+        (["65536", "h:1"], "Error parsing listen port"),
+        (["127.0.0.1:-1", "h:1"], "Error parsing listen port"),
+        (["6080", "h:70000"], "Error parsing target port"),
+        (["6080", "h:0"], "Error parsing target port"),
+        (["6080", "h:-5900"], "Error parsing target port"),
         (["6080", "h:1", "extra"], "Too many arguments"),
         (["--bogus", "6080", "h:1"], "no such option: --bogus"),
         (["--bogus=1", "6080", "h:1"], "no such option: --bogus"),
@@ -58,6 +65,8 @@ def test_usage_errors_match_websockify_byte_for_byte(
         (["[::1]:6080", "[::1]:5900"], ("::1", 6080), ("::1", 5900)),
         (["::1:6080", "::1:5900"], ("::1", 6080), ("::1", 5900)),
         (["6080", "-v", "h:1"], ("", 6080), ("h", 1)),
+        (["0", "h:65535"], ("", 0), ("h", 65535)),  # the ends of the ranges (#16)
+        (["65535", "h:1"], ("", 65535), ("h", 1)),
     ],
 )
 def test_positional_forms(argv: list[str], listen: tuple[str, int], target: tuple[str, int]) -> None:
