@@ -232,6 +232,9 @@ def build_parser() -> Parser:
              "/websockify/ (see --diagnostics-path)")
     add("--diagnostics-path", metavar="PATH",
         help="URL path of the --diagnostics page (default /websockify/)")
+    add("--web-follow-symlinks", **flag,
+        help="with --web: serve symlinks that lead out of DIR, as websockify does "
+             "(default: only those resolving inside DIR)")
     # Limits and timeouts (issue 9, docs/reliability.rst).
     add("--reply-frames", type=choice(*(m.value for m in ReplyFrames)), default="binary",
         metavar="TYPE",

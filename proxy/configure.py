@@ -54,6 +54,7 @@ def check_requirements(opts: argparse.Namespace, error: Error) -> None:
         (opts.ssl_target_cafile, opts.ssl_target, "--ssl-target", "--ssl-target-cafile"),
         (opts.ssl_target_no_verify, opts.ssl_target, "--ssl-target", "--ssl-target-no-verify"),
         (opts.diagnostics_path, opts.diagnostics, "--diagnostics", "--diagnostics-path"),
+        (opts.web_follow_symlinks, opts.web, "--web", "--web-follow-symlinks"),
     ]
     for used, required, required_name, used_name in pairs:
         if used and not required:
@@ -210,6 +211,7 @@ def settings_from(opts: argparse.Namespace, args: list[str], wrap: bool,
         web=_absolute(opts.web),
         web_auth=opts.web_auth,
         file_only=opts.file_only,
+        web_follow_symlinks=opts.web_follow_symlinks,
         diagnostics_path=_diagnostics_path(opts),
         # None means the default self.pem, which may be absent (spec §3.2).
         cert=os.path.abspath(opts.cert or DEFAULT_CERT),

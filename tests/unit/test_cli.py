@@ -105,6 +105,7 @@ def test_environment_variables_set_options(monkeypatch: pytest.MonkeyPatch) -> N
         (["--web-auth", "1", "h:2"], "You must use --auth-plugin to use --web-auth"),
         (["--web-auth", "--auth-plugin", "X", "1", "h:2"], "You must use --web to use --web-auth"),
         (["--legacy-syslog", "1", "h:2"], "You must use --syslog to use --legacy-syslog"),
+        (["--web-follow-symlinks", "1", "h:2"], "You must use --web to use --web-follow-symlinks"),
         (["--syslog", "host:notint", "1", "h:2"], "Error parsing syslog port"),
         (["--ssl-only", "1", "h:2"], "SSL only and self.pem not found"),
         (["--unix-listen", "s", "--unix-listen-mode", "9x"], "Error parsing listen unix socket mode"),
