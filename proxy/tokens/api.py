@@ -27,6 +27,8 @@ log = logging.getLogger(__name__)
 TOKEN_API_TIMEOUT = 5.0  # seconds
 #: Largest token-API answer read.
 MAX_ANSWER = 64 * 1024  # bytes
+#: Tokens that are RFC 3986 dot-segments (``%2E%2E`` arrives decoded as ``..``).
+DOT_SEGMENTS = (".", "..")
 
 
 @dataclass(frozen=True)
@@ -52,8 +54,8 @@ class BaseTokenAPI(BasePlugin):
     """GET the ``--token-source`` URL with ``%s`` replaced by the token; answer ``host:port``.
 
     Beyond websockify: the token is URL-encoded (websockify inserts it raw, so ``a/b``
-    became a path segment, spec §8.4) and the request has a timeout (``timeout``
-    attribute, seconds). A non-2xx answer means "not found". Subclasses may override
+    became a path segment, spec §8.4), the tokens ``.`` and ``..`` are not found without
+    a request, and the request has a timeout (``timeout`` attribute, seconds). A non-2xx answer means "not found". Subclasses may override
     ``process_result(resp)`` as with websockify; ``resp`` has ``text``, ``content``,
     ``json()``, ``status_code`` and ``ok``.
     """
@@ -76,6 +78,11 @@ class BaseTokenAPI(BasePlugin):
         return [host, port]
 
     def lookup(self, token: str) -> Any:
+        if token in DOT_SEGMENTS:
+            # Quoting leaves "." and ".." as they are (unreserved), so they would become
+            # path segments, which a normalising server resolves: "/api/.." answered for
+            # "/" (#15 Reliability 2). Not found, without asking.
+            return None
         resp = self.fetch(self.url_for(token))
         if not resp.ok:
             return None

@@ -310,6 +310,21 @@ def test_json_token_api_url_encodes_the_token(tmp_path: Path) -> None:
     assert api.paths == ["/t/a%2Fb%3Fc%26d%20e%2B", "/t/plain", "/t/unknown", "/t/broken"]
 
 
+@pytest.mark.parametrize("query", ["..", ".", "%2E%2E", "%2e", ".%2E"])
+def test_dot_segment_tokens_are_not_found_without_asking_the_api(query: str) -> None:
+    """#15 Reliability 2: ``/api/..`` is ``/`` to a server that normalises paths."""
+    answers = {path: (200, b'{"host": "10.9.9.9", "port": 22}')
+               for path in ("/", "/api", "/api/", "/api/.", "/api/..")}
+    with TokenAPI(answers) as api:
+        plugin = tokens.JSONTokenApi(f"http://127.0.0.1:{api.port}/api/%s")
+        with pytest.raises(TokenError) as info:
+            access.resolve_target(Settings(token_plugin="x"), plugin, f"/?token={query}",
+                                  headers())
+        assert info.value.status == 404
+        assert plugin.lookup("...") is None  # three dots is an ordinary name: asked
+    assert api.paths == ["/api/..."]
+
+
 def test_base_token_api_answers_host_colon_port_and_errors_mean_not_found() -> None:
     answers = {"/v?t=ok": (200, b"127.0.0.1:15900\n"), "/v?t=gone": (410, b"")}
     with TokenAPI(answers) as api:
