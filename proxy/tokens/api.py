@@ -55,9 +55,9 @@ class BaseTokenAPI(BasePlugin):
 
     Beyond websockify: the token is URL-encoded (websockify inserts it raw, so ``a/b``
     became a path segment, spec §8.4), the tokens ``.`` and ``..`` are not found without
-    a request, and the request has a timeout (``timeout`` attribute, seconds). A non-2xx answer means "not found". Subclasses may override
-    ``process_result(resp)`` as with websockify; ``resp`` has ``text``, ``content``,
-    ``json()``, ``status_code`` and ``ok``.
+    a request, and the request has a timeout (``timeout`` attribute, seconds). A non-2xx
+    answer means "not found". Subclasses may override ``process_result(resp)`` as with
+    websockify; ``resp`` has ``text``, ``content``, ``json()``, ``status_code`` and ``ok``.
     """
 
     timeout = TOKEN_API_TIMEOUT
