@@ -20,6 +20,7 @@ from urllib.parse import quote
 
 from proxy.errors import StartupError
 from proxy.tokens.base import BasePlugin, import_extra
+from proxy.tokens.files import warn_if_unreadable
 
 log = logging.getLogger(__name__)
 
@@ -137,6 +138,7 @@ class JWTTokenApi(BasePlugin):
         if not src:
             raise StartupError("JWTTokenApi needs --token-source KEYFILE")
         self._path = os.path.abspath(src)
+        warn_if_unreadable(self._path)  # read on every lookup; may appear later
 
     def _load_key(self) -> Any:
         try:
