@@ -60,9 +60,10 @@ def test_traffic_prints_the_legend_then_a_marker_per_send_receive_and_close(
         assert stdout_of_length(proxy, len(LEGEND) + 4) == LEGEND + "}>{<"
         ws.close()
         ws.recv_close()
-        assert stdout_of_length(proxy, len(LEGEND) + 7) == LEGEND + "}>{<}.<"
+        # The session's end ends its line (#16 Operations 2; websockify leaves it open).
+        assert stdout_of_length(proxy, len(LEGEND) + 8) == LEGEND + "}>{<}.<\n"
     assert proxy.stop() == 0
-    assert proxy.stdout() == LEGEND + "}>{<}.<"
+    assert proxy.stdout() == LEGEND + "}>{<}.<\n"
 
 
 def test_traffic_marks_a_client_read_that_completes_no_message(
