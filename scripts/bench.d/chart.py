@@ -15,13 +15,7 @@ import math
 import re
 import statistics
 import sys
-
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-from matplotlib.ticker import (FuncFormatter, LogLocator, MaxNLocator,  # noqa: E402
-                               NullFormatter)
+from typing import Any
 
 PANELS = [  # title, scenario (None: idle), result key, scale
     ("client→target 64 KiB (MiB/s)", "c2t", "value", 1),
@@ -123,15 +117,23 @@ def from_rst(text: str) -> tuple[list[str], Figures, str]:
     return peers, figures, title
 
 
-def draw(ax: plt.Axes, title: str, bars: list[tuple[str, float]]) -> None:
+def log_scale(values: list[float]) -> bool:
+    """Whether a panel needs a log scale for its smallest bar to stay visible."""
+    low, high = min(values), max(values)
+    return low > 0 and high / low >= LOG_SPREAD
+
+
+def draw(ax: Any, title: str, bars: list[tuple[str, float]]) -> None:
     """One panel: a horizontal bar per peer, top to bottom, labelled at its end."""
+    from matplotlib.ticker import FuncFormatter, LogLocator, MaxNLocator, NullFormatter
+
     names = [LABELS.get(p, p) for p, _ in bars][::-1]
     values = [v for _, v in bars][::-1]
     colors = [COLORS.get(p, "#bcbd22") for p, _ in bars][::-1]
     drawn = ax.barh(names, values, color=colors)
     ax.bar_label(drawn, labels=[plain(v) for v in values], padding=3, fontsize=8)
     low, high = min(values), max(values)
-    if low > 0 and high / low >= LOG_SPREAD:
+    if log_scale(values):
         ax.set_xscale("log")
         ax.set_xlim(low / 3, high * 12)  # room for the labels on the right
         ax.xaxis.set_major_locator(LogLocator(base=10, numticks=12))
@@ -146,6 +148,11 @@ def draw(ax: plt.Axes, title: str, bars: list[tuple[str, float]]) -> None:
 
 
 def main(argv: list[str]) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
     if argv[0] == "--rst":
         with open(argv[1], encoding="utf-8") as f:
             peers, figures, suptitle = from_rst(f.read())
@@ -167,4 +174,5 @@ def main(argv: list[str]) -> None:
     fig.savefig(out, dpi=80)
 
 
-main(sys.argv[1:])
+if __name__ == "__main__":
+    main(sys.argv[1:])
