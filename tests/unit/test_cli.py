@@ -214,6 +214,22 @@ def test_an_unknown_config_file_key_is_a_usage_error(tmp_path: object,
     assert capsys.readouterr().err.endswith("websockify: error: no such option: --no-such-thing\n")
 
 
+@pytest.mark.parametrize("form", [["--config", "{}"], ["-c", "{}"], ["--config={}"]])
+def test_a_config_file_that_is_not_utf8_is_a_usage_error(
+        tmp_path: object, capsys: pytest.CaptureFixture[str], form: list[str]) -> None:
+    """#15 Reliability 2: a traceback (UnicodeDecodeError) before."""
+    import pathlib
+
+    config = pathlib.Path(str(tmp_path)) / "ws.conf"
+    config.write_bytes(b"verbose = true\n\xff\xfe\n")
+    with pytest.raises(SystemExit) as info:
+        parse_cli([arg.format(config) for arg in form] + ["1", "h:2"])
+    assert info.value.code == 2
+    assert capsys.readouterr().err == (
+        f"{USAGE}\nwebsockify: error: Unable to read config file: {config}. Error: 'utf-8' "
+        "codec can't decode byte 0xff in position 15: invalid start byte\n")
+
+
 def test_help_starts_with_the_usage_block_and_lists_options_in_websockify_order(
         capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as info:
