@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import http.client
 import os
 import re
 import signal
@@ -141,8 +142,9 @@ def test_the_pid_file_exists_when_the_daemon_command_returns(tmp_path: Path) -> 
     """#16 Operations 2: the daemon wrote it itself, in 2 of 10 runs after the command exited."""
     for run in range(5):
         pid_file = tmp_path / f"proxy{run}.pid"
+        port = free_port()
         assert start_daemon(tmp_path, "--pid-file", pid_file.name,
-                            f"127.0.0.1:{free_port()}", "127.0.0.1:1", inherited=INHERITED) == 0
+                            f"127.0.0.1:{port}", "127.0.0.1:1", inherited=INHERITED) == 0
         text = pid_file.read_text() if pid_file.exists() else "no pid file"
         if not re.fullmatch(r"\d+\n", text):
             stop_late_daemon(pid_file)
@@ -152,10 +154,22 @@ def test_the_pid_file_exists_when_the_daemon_command_returns(tmp_path: Path) -> 
             assert not ended(pid)
             assert Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[1:3] == \
                 [b"-m", b"proxy"]
+            # Answered once serving, SIGTERM handler installed: the pid file is removed.
+            assert plain_get_status(port) == 405
         finally:
             os.kill(pid, signal.SIGTERM)
             wait_gone(pid)
         assert not pid_file.exists()
+
+
+def plain_get_status(port: int) -> int:
+    """The status of a plain GET / (405 without --web, spec §4.2)."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=TIMEOUT)
+    try:
+        conn.request("GET", "/")
+        return conn.getresponse().status
+    finally:
+        conn.close()
 
 
 def assert_not_listening(port: int) -> None:
