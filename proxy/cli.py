@@ -232,6 +232,9 @@ def build_parser() -> Parser:
              "/websockify/ (see --diagnostics-path)")
     add("--diagnostics-path", metavar="PATH",
         help="URL path of the --diagnostics page (default /websockify/)")
+    add("--web-follow-symlinks", **flag,
+        help="with --web: serve symlinks that lead out of DIR, as websockify does "
+             "(default: only those resolving inside DIR)")
     # Limits and timeouts (issue 9, docs/reliability.rst).
     add("--reply-frames", type=choice(*(m.value for m in ReplyFrames)), default="binary",
         metavar="TYPE",
@@ -309,7 +312,12 @@ def parse_args(argv: Sequence[str]) -> tuple[Settings, argparse.Namespace]:
         head = expand_argv(head, _long_options(parser))
     except ValueError as exc:
         parser.error(str(exc))
-    opts, rest = parser.parse_known_args(head)
+    try:
+        opts, rest = parser.parse_known_args(head)
+    except UnicodeDecodeError as exc:
+        # ConfigArgParse reports a config file it cannot open, not one that is not UTF-8
+        # text: that was a traceback (#15 Reliability 2).
+        parser.error(f"Unable to read config file: {_config_file(head)}. Error: {exc}")
     if opts.listen_fd is None and not opts.inetd:
         # systemd socket activation: serve the passed socket, no listen positional.
         fds = activation.listen_fds(os.environ, os.getpid())
@@ -319,6 +327,17 @@ def parse_args(argv: Sequence[str]) -> tuple[Settings, argparse.Namespace]:
     if unknown:
         parser.error(f"no such option: {unknown[0].split('=', 1)[0]}")
     return settings_from(opts, rest + tail, "--" in args, parser.error), opts
+
+
+def _config_file(args: list[str]) -> str:
+    """The ``--config FILE`` that ``args`` name (the last one), for an error message."""
+    found = "?"
+    for i, arg in enumerate(args):
+        if arg in ("-c", "--config") and i + 1 < len(args):
+            found = args[i + 1]
+        elif arg.startswith("--config="):
+            found = arg.split("=", 1)[1]
+    return found
 
 
 def not_implemented(opts: argparse.Namespace, settings: Settings) -> str | None:

@@ -252,11 +252,11 @@ def serve(settings: Settings, environ: Mapping[str, str] | None = None) -> int:
         # websockify logs "Openening socket failed" and exits 0 (§2.5, §13.13): exit 1.
         log.error("%s", exc if isinstance(exc, StartupError) else f"Opening socket failed: {exc}")
         return 1
-    if settings.daemon:
-        # After binding, so the command returns with the port answering (spec §7.5).
-        daemon.daemonize([server.fileno(), *logsetup.log_file_fds()])
-    if settings.pid_file:
-        daemon.write_pid_file(settings.pid_file)
+    if not _detach(server, settings):
+        server.server_close()
+        if private is not None:
+            private.close()
+        return 1
     log.info("  - proxying from %s to %s%s", settings.listen_display, _destination(server),
              " (using SSL)" if settings.ssl_target else "")
     wrapper = None
@@ -272,6 +272,22 @@ def serve(settings: Settings, environ: Mapping[str, str] | None = None) -> int:
             wrapper.stop()
         if settings.pid_file:
             daemon.remove_pid_file(settings.pid_file)
+
+
+def _detach(server: ProxyServer, settings: Settings) -> bool:
+    """``--daemon`` and ``--pid-file``; False (reported, one line) if the pid file failed."""
+    if settings.daemon:
+        # After binding, so the command returns with the port answering (spec §7.5), and
+        # with the pid file written (#16 Operations 2).
+        return daemon.daemonize([server.fileno(), *logsetup.log_file_fds()],
+                                settings.pid_file)
+    if settings.pid_file:
+        try:
+            daemon.write_pid_file(settings.pid_file)
+        except OSError as exc:
+            log.error("%s", daemon.pid_file_error(settings.pid_file, exc))
+            return False
+    return True
 
 
 def _run_workers(server: ProxyServer, settings: Settings) -> int:
