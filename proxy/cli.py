@@ -16,7 +16,7 @@ from typing import Any, NoReturn
 
 import configargparse
 
-from proxy import __version__, activation, logsetup, runner
+from proxy import __version__, activation, logsetup, runner, sdnotify
 from proxy.argv import expand_argv
 from proxy.configure import settings_from
 from proxy.forwarded import parse_trusted
@@ -338,6 +338,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         sys.stderr.write(f"{PROG}: not implemented yet: {missing}\n")
         return 1
     logsetup.configure(settings)
+    # Before anything can fork or run a command: they must not inherit NOTIFY_SOCKET (#16).
+    sdnotify.install(os.environ)
     if opts.libserver:
         # websockify's --libserver engine is broken (spec §7.10); ours is always threaded.
         logging.getLogger(__name__).warning("warning: --libserver ignored: connections are "

@@ -258,8 +258,12 @@ def _add_syslog(root: logging.Logger, value: str, legacy: bool, facility: int,
     _installed.append(handler)
 
 
-def reopen() -> None:
-    """Reopen every ``--log-file`` (logrotate renamed it and sent SIGHUP)."""
+def reopen() -> list[str]:
+    """Reopen every ``--log-file`` (SIGHUP); the paths reopened (the caller logs them).
+
+    A path that cannot be opened is reported here, and its old file stays in use.
+    """
+    reopened = []
     for handler in list(_installed):
         if isinstance(handler, ReopenableFileHandler):
             try:
@@ -267,7 +271,8 @@ def reopen() -> None:
             except OSError as exc:
                 log.warning("cannot reopen log file %s: %s", handler.baseFilename, exc)
             else:
-                log.info("Reopened log file %s", handler.baseFilename)
+                reopened.append(handler.baseFilename)
+    return reopened
 
 
 def on_sighup(signum: int, frame: FrameType | None) -> None:
