@@ -36,6 +36,8 @@ USAGE = (
 )
 SSL_VERSIONS = ("default", "tlsv1_1", "tlsv1_2", "tlsv1_3")
 WRAP_MODES = ("exit", "ignore", "respawn")
+#: A --log-file that cannot be opened at startup (#15 Reliability 2 §3).
+LOG_FILE_ERROR = "{prog}: cannot open log file {path}: {cause}\n"
 
 #: Options parsed now whose feature lands with a later issue: refused, never ignored.
 NOT_IMPLEMENTED: dict[str, str] = {}
@@ -337,7 +339,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     if missing:
         sys.stderr.write(f"{PROG}: not implemented yet: {missing}\n")
         return 1
-    logsetup.configure(settings)
+    try:
+        logsetup.configure(settings)
+    except OSError as exc:
+        # One line, not a traceback (#15 Reliability 2 §3): e.g. a missing directory.
+        sys.stderr.write(LOG_FILE_ERROR.format(prog=PROG, path=settings.log_file,
+                                               cause=exc.strerror or exc))
+        return 1
     # Before anything can fork or run a command: they must not inherit NOTIFY_SOCKET (#16).
     sdnotify.install(os.environ)
     if opts.libserver:
