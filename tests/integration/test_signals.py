@@ -152,6 +152,23 @@ def test_sighup_with_two_workers_reloads_each_and_keeps_their_sessions(
     assert proxy.stop() == 0
 
 
+def test_a_failed_reload_is_a_warning_and_nothing_reloaded(
+        start_proxy: StartProxy, echo_backend: EchoBackend, tmp_path: Path) -> None:
+    """The log file's directory went away: the old file stays, and the line says so."""
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    proxy = start_proxy(echo_backend.port, *unit_options(), "--log-file", str(logs / "ws.log"))
+    assert proxy.proc is not None
+    logs.rename(tmp_path / "moved")
+    os.kill(proxy.proc.pid, signal.SIGHUP)
+    assert sighup_lines(proxy, 1) == ["SIGHUP: nothing reloaded"]
+    assert proxy.stderr_lines()[-2] == (
+        f"cannot reopen log file {logs}/ws.log: [Errno 2] No such file or directory: "
+        f"'{logs}/ws.log'")
+    assert proxy.stderr_lines()[-1] == "SIGHUP: nothing reloaded"
+    assert proxy.stop() == 0
+
+
 def test_sighup_ends_a_foreground_process_on_a_terminal(echo_backend: EchoBackend,
                                                         tmp_path: Path) -> None:
     """stderr on a terminal: a hangup means the terminal went away (websockify's action)."""
