@@ -16,7 +16,7 @@ from typing import Any, NoReturn
 
 import configargparse
 
-from proxy import __version__, activation, logsetup, runner
+from proxy import __version__, activation, logsetup, runner, sdnotify
 from proxy.argv import expand_argv
 from proxy.configure import settings_from
 from proxy.forwarded import parse_trusted
@@ -36,6 +36,8 @@ USAGE = (
 )
 SSL_VERSIONS = ("default", "tlsv1_1", "tlsv1_2", "tlsv1_3")
 WRAP_MODES = ("exit", "ignore", "respawn")
+#: A --log-file that cannot be opened at startup (#15 Reliability 2 §3).
+LOG_FILE_ERROR = "{prog}: cannot open log file {path}: {cause}\n"
 
 #: Options parsed now whose feature lands with a later issue: refused, never ignored.
 NOT_IMPLEMENTED: dict[str, str] = {}
@@ -356,7 +358,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     if missing:
         sys.stderr.write(f"{PROG}: not implemented yet: {missing}\n")
         return 1
-    logsetup.configure(settings)
+    try:
+        logsetup.configure(settings)
+    except OSError as exc:
+        # One line, not a traceback (#15 Reliability 2 §3): e.g. a missing directory.
+        sys.stderr.write(LOG_FILE_ERROR.format(prog=PROG, path=settings.log_file,
+                                               cause=exc.strerror or exc))
+        return 1
+    # Before anything can fork or run a command: they must not inherit NOTIFY_SOCKET (#16).
+    sdnotify.install(os.environ)
     if opts.libserver:
         # websockify's --libserver engine is broken (spec §7.10); ours is always threaded.
         logging.getLogger(__name__).warning("warning: --libserver ignored: connections are "

@@ -19,7 +19,7 @@ import time
 from collections.abc import Callable, Mapping
 from types import FrameType
 
-from proxy import daemon, logsetup, metrics, speedups, workers, wrap
+from proxy import daemon, logsetup, metrics, sdnotify, speedups, workers, wrap
 from proxy.errors import StartupError
 from proxy.server import ProxyServer
 from proxy.settings import Settings
@@ -102,24 +102,66 @@ def log_banner(settings: Settings) -> None:
         log.info("  - Recording to '%s.*'", settings.record)
 
 
-def _reloadable(server: ProxyServer) -> bool:
-    """Whether SIGHUP has anything to reload (else websockify's default action, §10)."""
-    return bool(server.settings.log_file or server.server_tls.context is not None
-                or callable(getattr(server.token_plugin, "reload", None)))
+#: The line each process logs after a SIGHUP (issue #16 Operations 2 §1).
+RELOADED = "SIGHUP: reloaded {}"
+NOTHING_TO_RELOAD = "SIGHUP: nothing to reload"
+NOTHING_RELOADED = "SIGHUP: nothing reloaded"
+#: The ``--workers`` parent's lines: the workers reload (and log) the rest themselves.
+FORWARDED = "SIGHUP: forwarded to the workers"
+PARENT_RELOADED = "SIGHUP: reloaded {}; forwarded to the workers"
+
+
+def hangup_ends_process(settings: Settings) -> bool:
+    """Whether SIGHUP keeps its default action: in the foreground with stderr on a terminal,
+    a hangup means the terminal went away, and the process ends as websockify's does (§10).
+    Everywhere else (systemd's ``ExecReload``, logrotate, ``--daemon``) SIGHUP reloads."""
+    return not settings.daemon and os.isatty(2)
+
+
+def _reload_token_plugin(server: ProxyServer) -> str | None:
+    """Reload a token plugin that can; its description for the SIGHUP line, or None."""
+    plugin_reload = getattr(server.token_plugin, "reload", None)
+    if not callable(plugin_reload):
+        return None
+    try:
+        done = plugin_reload()
+    except Exception as exc:  # a user plugin's reload(); the server must go on
+        log.warning("token plugin not reloaded: %s", exc)
+        return None
+    return done if isinstance(done, str) else f"tokens of {type(server.token_plugin).__name__}"
 
 
 def reload(server: ProxyServer) -> None:
-    """Reopen the log file, reload the TLS certificate and the token files, in that order."""
-    if server.settings.log_file:
-        logsetup.reopen()
+    """Reopen the log file, reload the TLS certificate and the token files, in that order,
+    then log one line saying what was reloaded; ``RELOADING=1``/``READY=1`` around it."""
+    sdnotify.reloading()
+    done = [f"log file {path}" for path in logsetup.reopen()]
+    configured = bool(done or server.settings.log_file)
     if server.server_tls.context is not None:
-        server.server_tls.reload()
-    plugin_reload = getattr(server.token_plugin, "reload", None)
-    if callable(plugin_reload):
-        try:
-            plugin_reload()
-        except Exception as exc:  # a user plugin's reload(); the server must go on
-            log.warning("token plugin not reloaded: %s", exc)
+        configured = True
+        if server.server_tls.reload():
+            done.append(f"TLS certificate {server.settings.cert}")
+    if callable(getattr(server.token_plugin, "reload", None)):
+        configured = True
+        tokens = _reload_token_plugin(server)
+        if tokens is not None:
+            done.append(tokens)
+    if done:
+        log.info("%s", RELOADED.format(", ".join(done)))
+    else:
+        log.info("%s", NOTHING_RELOADED if configured else NOTHING_TO_RELOAD)
+    sdnotify.notify("READY=1")
+
+
+def _reload_parent() -> None:
+    """``--workers`` parent's SIGHUP: its own log file; the workers got the signal."""
+    sdnotify.reloading()
+    reopened = logsetup.reopen()
+    if reopened:
+        log.info("%s", PARENT_RELOADED.format(", ".join(f"log file {p}" for p in reopened)))
+    else:
+        log.info("%s", FORWARDED)
+    sdnotify.notify("READY=1")
 
 
 def _sighup_handler(server: ProxyServer) -> Callable[[int, FrameType | None], None]:
@@ -168,6 +210,7 @@ class _Ticker:
         self.next_stats = time.monotonic() + self.interval
 
     def __call__(self) -> None:
+        sdnotify.watchdog()  # from the accept loop: a hung loop stops the pings (#16)
         if self.interval and time.monotonic() >= self.next_stats:
             self.next_stats += self.interval
             log.info("%s", metrics.stats_line(
@@ -259,6 +302,7 @@ def serve(settings: Settings, environ: Mapping[str, str] | None = None) -> int:
         return 1
     log.info("  - proxying from %s to %s%s", settings.listen_display, _destination(server),
              " (using SSL)" if settings.ssl_target else "")
+    sdnotify.notify("READY=1")  # listening (and backgrounded) now
     wrapper = None
     if private is not None:
         wrapper = wrap.Wrapper(settings.wrap_cmd, settings.wrap_mode, shim, _public_port(server),
@@ -298,9 +342,9 @@ def _run_workers(server: ProxyServer, settings: Settings) -> int:
 
     server.share_listener(TICK)
     on_hup: Callable[[], None] | None = None
-    if _reloadable(server):
+    if not hangup_ends_process(settings):
         # The workers reload everything themselves; the parent only reopens its log file.
-        on_hup = logsetup.reopen
+        on_hup = _reload_parent
     try:
         return workers.supervise(settings.workers, work,
                                  settings.drain_timeout + SHUTDOWN_GRACE, on_hup)
@@ -311,10 +355,10 @@ def _run_workers(server: ProxyServer, settings: Settings) -> int:
 def _run(server: ProxyServer, settings: Settings, wrapper: wrap.Wrapper | None,
          stop_signals: tuple[signal.Signals, ...] = (signal.SIGTERM, signal.SIGINT)) -> int:
     previous = {sig: signal.signal(sig, _terminate) for sig in stop_signals}
-    if _reloadable(server):
-        # Reopen --log-file after logrotate renamed it, reload the TLS certificate and the
-        # token files (websockify issue #374). websockify dies on SIGHUP (§10); with
-        # nothing to reload we leave the default action, as it does.
+    if not hangup_ends_process(settings):
+        # Reopen --log-file, reload the TLS certificate and the token files (websockify
+        # issue #374) in every configuration: websockify dies on SIGHUP (§10), so the
+        # contrib unit's `systemctl reload` killed a proxy with nothing to reload (#16).
         previous[signal.SIGHUP] = signal.signal(signal.SIGHUP, _sighup_handler(server))
     try:
         if wrapper is not None:
@@ -326,9 +370,11 @@ def _run(server: ProxyServer, settings: Settings, wrapper: wrap.Wrapper | None,
         _accept_until_done(server, settings, _Ticker(server, wrapper))
         # --timeout/--idle-timeout/--run-once: stop accepting, let live sessions finish
         # (websockify keeps the listener open meanwhile, §13.19).
+        sdnotify.notify("STOPPING=1")
         server.close_listener()
         _wait_for_connections(server, None)
     except _Terminate:
+        sdnotify.notify("STOPPING=1")
         log.info("In exit")
         if settings.drain_timeout > 0:
             _drain(server, settings.drain_timeout)

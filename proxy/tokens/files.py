@@ -138,13 +138,17 @@ class ReadOnlyTokenFile(BasePlugin):
             self._refresh()
             return self._table.get(token)
 
-    def reload(self) -> None:
-        """Read every file again now (SIGHUP), reporting errors afresh."""
+    def reload(self) -> str:
+        """Read every file again now (SIGHUP), reporting errors afresh.
+
+        Returns:
+            What was reloaded, for the runner's one SIGHUP line (#16).
+        """
         with self._lock:
             self._files, self._errors = {}, {}
             self._refresh()
             count = len(self._table)
-        log.info("Reloaded tokens from %s (%d tokens)", self._path, count)
+        return f"tokens from {self._path} ({count} tokens)"
 
     def _list_files(self) -> list[str]:
         if not os.path.isdir(self._path):

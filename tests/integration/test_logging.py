@@ -154,7 +154,7 @@ def test_log_file_gets_the_same_lines_appended_and_reopens_on_sighup(
 
     log.rename(proxy.tmp_path / "ws.log.1")
     proxy.send_signal(signal.SIGHUP)
-    wait_for(lambda: log.exists() and f"Reopened log file {log}\n" in log.read_text(),
+    wait_for(lambda: log.exists() and f"SIGHUP: reloaded log file {log}\n" in log.read_text(),
              "the reopened log file")
     with WSClient.connect(proxy.port) as ws:
         ws.send_binary(b"x")
@@ -162,7 +162,7 @@ def test_log_file_gets_the_same_lines_appended_and_reopens_on_sighup(
     new = wait_for(lambda: t if "connecting to:" in (t := log.read_text()) else None,
                    "connection lines in the new file")
     lines = new.splitlines()
-    assert lines[0] == f"Reopened log file {log}"
+    assert lines[0] == f"SIGHUP: reloaded log file {log}"
     assert "127.0.0.1: new handler Thread" in lines
     assert re.search(f"^{PREFIX}127\\.0\\.0\\.1: Plain non-SSL \\(ws://\\) WebSocket "
                      "connection$", new, re.M)

@@ -258,7 +258,7 @@ def test_sighup_reloads_token_files(tmp_path: Path, start_proxy: StartProxy,
                         "--token-source", str(tokens), positionals=["127.0.0.1:{port}"])
     tokens.write_text(f"abc: 127.0.0.1:{echo_backend.port}\nxyz: 127.0.0.1:1\n")
     proxy.send_signal(signal.SIGHUP)
-    proxy.wait_for_log(f"Reloaded tokens from {tokens} (2 tokens)")
+    assert proxy.wait_for_log("SIGHUP: ") == f"SIGHUP: reloaded tokens from {tokens} (2 tokens)"
     assert proxy.proc is not None and proxy.proc.poll() is None
     with WSClient.connect(proxy.port, "/?token=abc") as client:
         client.send_binary(b"ok")
