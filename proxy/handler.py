@@ -83,6 +83,7 @@ class ProxyRequestHandler(RequestLog, BaseHTTPRequestHandler):
         kind = tls.sniff(self.request, self.settings.first_byte_timeout)
         client = self.address_string()
         if kind is tls.Sniff.NOTHING:
+            self.session.silent = True  # a port probe: no JSON record either (issue #16)
             return False  # websockify closes a silent client after 3 s, logging nothing
         if kind is tls.Sniff.PLAIN:
             if self.settings.ssl_only:
