@@ -10,16 +10,20 @@ from __future__ import annotations
 import os
 import re
 import signal
+import socket
+import sys
 import time
+from contextlib import ExitStack
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from tests.conftest import TIMEOUT
 from tests.integration.conftest import StartProxy
 from tests.integration.test_workers import only, session_in, two_workers, workers_of
 from tests.support.backends import EchoBackend
 from tests.support.inprocess import wait_for
-from tests.support.wsclient import echo_session, raw_http
+from tests.support.wsclient import HTTPResponse, echo_session, raw_http
 
 pytestmark = pytest.mark.integration
 
@@ -133,3 +137,37 @@ def test_stats_interval_logs_the_group_once(start_proxy: StartProxy,
     time.sleep(1.5)
     added = sum(line.startswith("stats: ") for line in proxy.stderr_lines()) - count
     assert 3 <= added <= 6, added
+
+
+#: The command with a hard open-file limit of 120: the automatic --max-connections of
+#: each worker is then 120 * 0.9 // 2 = 54 (proxy.limits).
+LIMITED = ("import resource, runpy; resource.setrlimit(resource.RLIMIT_NOFILE, (120, 120)); "
+           "runpy.run_module('proxy', run_name='__main__')")
+PER_WORKER_LIMIT = 54
+HEALTH = b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+
+
+def health_via(worker: int, pids: list[int], port: int) -> HTTPResponse:
+    with only(worker, pids):
+        return raw_http(port, HEALTH)
+
+
+def test_health_answers_for_the_group_whichever_worker_is_asked(
+        start_proxy: StartProxy, echo_backend: EchoBackend) -> None:
+    """One worker at its automatic limit refuses what it takes: health is 503 from both
+    (the other worker answered 200 before)."""
+    proxy = start_proxy(echo_backend.port, "--workers", "2", "--health-path", "/healthz",
+                        command=[sys.executable, "-c", LIMITED])
+    full, other = pids = two_workers(proxy)
+    assert health_via(other, pids, proxy.port).status == 200
+    with ExitStack() as held:
+        with only(full, pids):
+            # Requests begun and never finished: admitted until the 10 s request timeout.
+            for _ in range(PER_WORKER_LIMIT):
+                sock = held.enter_context(socket.create_connection(("127.0.0.1", proxy.port),
+                                                                   timeout=TIMEOUT))
+                sock.sendall(b"G")
+            assert wait_for(lambda: raw_http(proxy.port, HEALTH).status == 503,
+                            "the full worker's own health 503")
+        answer = health_via(other, pids, proxy.port)
+    assert (answer.status, answer.body) == (503, b"at connection limit\n")
