@@ -92,6 +92,7 @@ def test_gauges_are_sums_and_live_bytes_reach_the_other_worker(
         client.recv_close()
 
 
+@pytest.mark.slow  # waits out RESTART_MIN (1 s)
 def test_a_restarted_worker_keeps_the_counters(start_proxy: StartProxy,
                                                echo_backend: EchoBackend) -> None:
     proxy = start_proxy(echo_backend.port, "--workers", "2", "--metrics-path", "/metrics")
@@ -116,6 +117,7 @@ def test_a_restarted_worker_keeps_the_counters(start_proxy: StartProxy,
         before['websockify_bytes_received_total{from="target"}']
 
 
+@pytest.mark.slow  # counts lines over 2.5 s
 def test_stats_interval_logs_the_group_once(start_proxy: StartProxy,
                                             echo_backend: EchoBackend) -> None:
     proxy = start_proxy(echo_backend.port, "--workers", "2", "--stats-interval", "0.3")
