@@ -4,6 +4,7 @@ health view of the group (proxy.probes) and the exposition parsed by a real pars
 from __future__ import annotations
 
 import os
+import warnings
 
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -79,7 +80,9 @@ def test_a_restarted_worker_continues_its_counters_and_ends_its_sessions() -> No
 def test_forked_workers_see_each_others_counts() -> None:
     """The block is shared across fork(): what a child counts, the parent reads."""
     m = metrics.Metrics(workers=2)
-    pid = os.fork()
+    with warnings.catch_warnings():  # 3.12+: a DeprecationWarning if a thread is left over
+        warnings.simplefilter("ignore", DeprecationWarning)
+        pid = os.fork()
     if pid == 0:  # the "worker": count into slot 2 and leave without cleanup
         status = 1
         try:
