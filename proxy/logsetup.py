@@ -17,6 +17,7 @@ from collections.abc import Callable
 from types import FrameType
 from typing import Any
 
+from proxy import jsonlog
 from proxy.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -238,8 +239,8 @@ class ReopenableFileHandler(logging.FileHandler):
         self._failing = True
         exc = sys.exc_info()[1]
         try:
-            sys.stderr.write(f"cannot write to log file {self.baseFilename}: {exc}; "
-                             "dropping its records\n")
+            sys.stderr.write(_stderr_line(f"cannot write to log file {self.baseFilename}: "
+                                          f"{exc}; dropping its records"))
             sys.stderr.flush()
         except (OSError, ValueError):
             pass
@@ -259,6 +260,18 @@ class ReopenableFileHandler(logging.FileHandler):
         self._failing = False
         if old is not None:
             old.close()
+
+
+#: ``--log-format json`` is in effect (``configure``): notes written past logging are JSON.
+_json_lines = False
+
+
+def _stderr_line(text: str) -> str:
+    """A line written straight to stderr (not through a handler), in the log format."""
+    if not _json_lines:
+        return text + "\n"
+    return jsonlog.dumps({"time": jsonlog.iso_time(time.time()), "level": "error",
+                          "logger": __name__, "message": text}) + "\n"
 
 
 def syslog_address(value: str) -> tuple[str, int] | str:
@@ -284,7 +297,12 @@ def configure(settings: Settings, *, daemon: bool | None = None) -> None:
         if handler in _installed:
             handler.close()
     _installed.clear()
-    formatter = logging.Formatter(FORMAT)
+    # --log-format json: every line is JSON, the banner and errors too (issue #16).
+    global _json_lines
+    _json_lines = settings.log_format == "json"
+    formatter = jsonlog.JSONFormatter() if _json_lines else logging.Formatter(FORMAT)
+    if _json_lines:
+        jsonlog.route_stray_output()
     handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr)]
     if settings.log_file:
         handlers.append(ReopenableFileHandler(settings.log_file))

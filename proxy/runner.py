@@ -201,16 +201,26 @@ def _accept_until_done(server: ProxyServer, settings: Settings,
 
 
 class _Ticker:
-    """Work of the accept loop between requests: wrapped command, ``--stats-interval``."""
+    """Work of the accept loop between requests: wrapped command, ``--stats-interval``,
+    and with ``--workers`` publishing the live relays' bytes to the other workers."""
 
     def __init__(self, server: ProxyServer, wrapper: wrap.Wrapper | None) -> None:
         self.server = server
         self.wrapper = wrapper
-        self.interval = server.settings.stats_interval
+        # --workers: the stats line shows the whole group (proxy.metrics), so only the
+        # first worker logs it; N lines of N different numbers were no view at all (#16).
+        first = server.worker_index in (None, 0)
+        self.interval = server.settings.stats_interval if first else 0.0
         self.next_stats = time.monotonic() + self.interval
+        self.shared = server.worker_index is not None
+        self.next_publish = 0.0
 
     def __call__(self) -> None:
         sdnotify.watchdog()  # from the accept loop: a hung loop stops the pings (#16)
+        if self.shared and time.monotonic() >= self.next_publish:
+            # At most once per TICK: the accept loop also wakes for every connection.
+            self.next_publish = time.monotonic() + TICK
+            self.server.metrics.publish()
         if self.interval and time.monotonic() >= self.next_stats:
             self.next_stats += self.interval
             log.info("%s", metrics.stats_line(

@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from tests.conftest import TIMEOUT
 from tests.integration.conftest import StartProxy
@@ -38,10 +39,11 @@ def scrape(port: int, path: str = "/metrics") -> dict[str, float]:
     assert response.status == 200, response
     assert response.header("Content-Type") == "text/plain; version=0.0.4; charset=utf-8"
     samples = {}
-    for line in response.body.decode().splitlines():
-        if line and not line.startswith("#"):
-            name, value = line.rsplit(" ", 1)
-            samples[name] = float(value)
+    # A real Prometheus text-format parser (issue #16): every family must parse.
+    for family in text_string_to_metric_families(response.body.decode()):
+        for sample in family.samples:
+            labels = ",".join(f'{k}="{v}"' for k, v in sorted(sample.labels.items()))
+            samples[f"{sample.name}{{{labels}}}" if labels else sample.name] = sample.value
     return samples
 
 
