@@ -75,7 +75,7 @@ def test_every_line_on_stderr_in_the_log_file_and_to_syslog_is_json(
                             "--syslog", f"127.0.0.1:{syslog.getsockname()[1]}")
         echo_session(proxy.port, b"hello")
         proxy.send_signal(signal.SIGHUP)
-        proxy.wait_for_log("Reopened log file")
+        proxy.wait_for_log("SIGHUP: reloaded log file")
         proxy.send_signal(signal.SIGTERM)
         assert proxy.wait(TIMEOUT) == 0
         datagrams = []
@@ -86,7 +86,7 @@ def test_every_line_on_stderr_in_the_log_file_and_to_syslog_is_json(
                         "  - No SSL/TLS support (no cert file)",
                         f"  - proxying from 127.0.0.1:{proxy.port} to "
                         f"127.0.0.1:{echo_backend.port}"]
-    assert f"Reopened log file {proxy.tmp_path / 'ws.log'}" in said
+    assert f"SIGHUP: reloaded log file {proxy.tmp_path / 'ws.log'}" in said
     assert said[-1] == "In exit"
     first = objects(proxy.stderr())[0]
     assert (first["level"], first["logger"]) == ("info", "proxy.runner")
