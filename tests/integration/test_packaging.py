@@ -56,6 +56,22 @@ def test_man_page_renders_without_warnings() -> None:
     assert "WEBSOCKIFY(1)" in text and "--drain-timeout" in text
 
 
+# -- user docs -------------------------------------------------------------------------------
+
+USER_DOCS = [ROOT / "README.rst", *sorted((ROOT / "docs").glob("*.rst")), MAN_PAGE]
+
+
+def test_every_install_line_works_without_the_package_index() -> None:
+    """#18: nothing called websockify-threaded is on the package index, so no install line
+    may ask pip for it by name; '.[redis]' in a clone or a built wheel's path work."""
+    offenders = [f"{path.name}: {line.strip()}" for path in USER_DOCS
+                 for line in path.read_text().splitlines()
+                 if re.search(r"pip install\b[^#]*?(?<![\w.-])websockify-threaded\b", line)]
+    assert not offenders
+    readme = (ROOT / "README.rst").read_text()
+    assert "pip install '.[redis]'" in readme
+
+
 # -- sdist and wheel -------------------------------------------------------------------------
 
 
