@@ -288,6 +288,33 @@ def test_dockerfile_lints_statically() -> None:
     assert "--health-path" in dict(instructions)["ENTRYPOINT"]
 
 
+def test_the_dockerfile_copies_everything_the_wheel_is_built_from(tmp_path: Path) -> None:
+    """Without docker: a wheel builds from exactly the files the COPY lines take (#18 added
+    pyproject.toml, the licence files and the man page to the build's inputs)."""
+    context = tmp_path / "context"
+    for kind, arg in dockerfile_instructions():
+        if kind != "COPY":
+            continue
+        *sources, dest = arg.split()
+        for source in sources:
+            target = context / dest / Path(source).name if dest.endswith("/") \
+                else context / dest
+            if (ROOT / source).is_dir():
+                shutil.copytree(ROOT / source, target, dirs_exist_ok=True,
+                                ignore=shutil.ignore_patterns("__pycache__"))
+            else:
+                target.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copy(ROOT / source, target)
+    result = subprocess.run(
+        [sys.executable, "-m", "build", "--wheel", "--no-isolation", "--outdir",
+         str(tmp_path / "out"), str(context)],
+        capture_output=True, text=True, env=clean_env(), cwd=tmp_path,
+        timeout=60 * TIMEOUT, check=False)
+    assert result.returncode == 0, result.stdout + result.stderr
+    [wheel] = (tmp_path / "out").glob("*.whl")
+    assert "websockify/__main__.py" in zipfile.ZipFile(wheel).namelist()
+
+
 @pytest.mark.slow
 def test_docker_image_builds_where_docker_answers(tmp_path: Path) -> None:
     if not shutil.which("docker"):
