@@ -72,6 +72,23 @@ def test_every_install_line_works_without_the_package_index() -> None:
     assert "pip install '.[redis]'" in readme
 
 
+#: "spec §8", "§13.15", "issue 10", "(#16 Operations 2)": references to documents a reader
+#: of the installed docs does not have. RFC sections are fine.
+PRIVATE_REFERENCE = re.compile(r"(?<!RFC \d{4} )§\s*\d|\bissues?\s+#?(\d+)|\(#\d+|#\d+ [A-Z]")
+
+
+def test_user_docs_have_no_references_a_reader_cannot_follow() -> None:
+    """#18: user docs stand alone; websockify's own issues are linked where named."""
+    offenders = []
+    for path in USER_DOCS:
+        for number, line in enumerate(path.read_text().splitlines(), 1):
+            for match in PRIVATE_REFERENCE.finditer(line):
+                linked = match[1] and f"github.com/novnc/websockify/issues/{match[1]}>" in line
+                if not linked:
+                    offenders.append(f"{path.name}:{number}: {line.strip()}")
+    assert not offenders
+
+
 # -- sdist and wheel -------------------------------------------------------------------------
 
 
