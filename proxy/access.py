@@ -15,6 +15,7 @@ from proxy.auth import is_authentication_error
 from proxy.errors import HandshakeError, TokenError
 from proxy.settings import Settings, Target
 from proxy.tokens import extract_token, target_from_lookup
+from proxy.tokens.base import UnusablePort
 
 TOKEN_MISSING = "Token not present"  # websockify's log text (spec §8.1)
 TOKEN_UNKNOWN = "Token '%s' not found"
@@ -35,6 +36,11 @@ def resolve_target(settings: Settings, plugin: Any, path: str, headers: Message)
         raise TokenError(HTTPStatus.BAD_REQUEST, "Token not present", log_line=TOKEN_MISSING)
     try:
         target = target_from_lookup(plugin.lookup(token))
+    except UnusablePort as exc:
+        # e.g. "remote_port", 0 or 70000: nothing to connect to, so a 502 before the 101
+        # rather than "500 Token plugin failed" (#18).
+        raise HandshakeError(HTTPStatus.BAD_GATEWAY,
+                             log_line=f"Token '{token}': {exc}") from exc
     except (TypeError, ValueError) as exc:
         raise TokenError(HTTPStatus.INTERNAL_SERVER_ERROR, "Token plugin failed",
                          log_line=f"token plugin answered {exc}") from exc
@@ -71,8 +77,13 @@ def authenticate(plugin: Any, headers: Message, target: Target) -> None:
     """
     if plugin is None:
         return
-    host = target.unix_socket if target.unix_socket else target.host
-    port = None if target.unix_socket else target.port
+    # As websockify passes them (#18): the port as the token plugin returned it (a str
+    # stays a str), None/None for a Unix socket or when there is no TCP target.
+    host: str | None = target.host
+    port: int | str | bytes | None = target.port if target.given_port is None \
+        else target.given_port
+    if target.unix_socket or not target.host:
+        host = port = None
     try:
         plugin.authenticate(headers, host, port)
     except Exception as exc:  # a plugin's own exception class; recognised by attributes

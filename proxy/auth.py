@@ -78,9 +78,11 @@ class BasicHTTPAuth:
 
     def __init__(self, src: str | None = None) -> None:
         self.src = src
-        if not src or ":" not in src:
+        # Only the built-in comparison reads src as user:password; a subclass that
+        # overrides validate_creds (a users file, say) may use it as it likes (#18).
+        uses_source = type(self).validate_creds is BasicHTTPAuth.validate_creds
+        if uses_source and (not src or ":" not in src):
             raise ValueError("BasicHTTPAuth needs --auth-source user:password")
-        self._expected = hashlib.sha256(src.encode("utf-8")).digest()
 
     def authenticate(self, headers: Message, target_host: str | None,
                      target_port: int | str | None) -> None:
@@ -107,7 +109,8 @@ class BasicHTTPAuth:
         Both sides are hashed first, so not even the length leaks through timing.
         """
         given = hashlib.sha256(f"{username}:{password}".encode("utf-8")).digest()
-        return hmac.compare_digest(given, self._expected)
+        expected = hashlib.sha256((self.src or "").encode("utf-8")).digest()
+        return hmac.compare_digest(given, expected)
 
     def auth_error(self) -> NoReturn:
         raise AuthenticationError(response_code=403)

@@ -1,11 +1,11 @@
 """Load token and auth plugins by name, as websockify does (spec §8.1, §9.1).
 
 A bare name is one of ours (``TokenFile`` -> ``proxy.tokens.TokenFile``); a dotted name
-is imported. ``websockify.token_plugins.X`` and ``websockify.auth_plugins.X`` mean ours,
-and when the real websockify package is not installed, ``websockify``,
-``websockify.token_plugins`` and ``websockify.auth_plugins`` are registered as aliases of
-our modules, so a plugin written for websockify (``from websockify.auth_plugins import
-AuthenticationError``) runs unchanged.
+is imported. ``websockify.token_plugins.X`` and ``websockify.auth_plugins.X`` mean ours.
+The distribution installs a ``websockify`` package (``proxy/_websockify``, issue #18), so a
+plugin written for websockify (``from websockify.auth_plugins import AuthenticationError``)
+imports ours in any program; only where that package is not importable (a source tree run
+without ``pip install``) are its modules registered as aliases when a plugin is loaded.
 """
 
 from __future__ import annotations
@@ -13,7 +13,6 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import sys
-import types
 from typing import Any
 
 from proxy.errors import StartupError
@@ -25,26 +24,25 @@ WEBSOCKIFY_MODULES = {
     "websockify.token_plugins": "proxy.tokens",
     "websockify.auth_plugins": "proxy.auth",
 }
+#: The source of the installed ``websockify`` package (setup.cfg ``package_dir``).
+ALIAS_PACKAGE = "proxy._websockify"
 
 
 def install_websockify_aliases() -> None:
-    """Make ``import websockify.auth_plugins`` give ours when websockify is absent."""
+    """Make ``import websockify.auth_plugins`` work where no ``websockify`` is installed."""
     if "websockify" in sys.modules:
         return
     try:
-        real = importlib.util.find_spec("websockify")
+        installed = importlib.util.find_spec("websockify")
     except (ImportError, ValueError):
-        real = None
-    if real is not None:
-        return  # the real package is installed: a user's plugin gets what it expects
-    package = types.ModuleType("websockify")
-    package.__path__ = []  # a package, so "websockify.x" submodule imports are attempted
-    package.__doc__ = "Alias of websockify-threaded's plugin modules (proxy.plugins)."
+        installed = None
+    if installed is not None:
+        return  # ours (proxy/_websockify), or the real one a user's plugin expects
+    package = importlib.import_module(ALIAS_PACKAGE)
     sys.modules["websockify"] = package
-    for alias, ours in WEBSOCKIFY_MODULES.items():
-        module = importlib.import_module(ours)
-        sys.modules[alias] = module
-        setattr(package, alias.rsplit(".", 1)[1], module)
+    for alias in WEBSOCKIFY_MODULES:
+        sys.modules[alias] = importlib.import_module(
+            f"{ALIAS_PACKAGE}.{alias.rsplit('.', 1)[1]}")
 
 
 def resolve_name(name: str, kind: str) -> tuple[str, str]:

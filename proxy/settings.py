@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import enum
 import ipaddress
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 #: websockify waits 3 s for the first byte of a connection (spec §4.1 step 2).
 FIRST_BYTE_TIMEOUT = 3.0  # seconds
@@ -40,6 +40,9 @@ class Target:
     host: str = ""
     port: int = 0
     unix_socket: str | None = None
+    #: The port as a token plugin returned it (a str stays a str), which auth plugins are
+    #: given as websockify gives it (#18); None for the configured target.
+    given_port: int | str | bytes | None = field(default=None, compare=False)
 
     @property
     def display(self) -> str:

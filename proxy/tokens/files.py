@@ -45,8 +45,9 @@ def parse_token_line(line: str) -> tuple[str, TargetPair] | None:
     """``token: host:port`` -> ``(token, (host, port))``; None for a syntax error.
 
     websockify 0.13.0 rules (spec §8.2): split on ``:\\s`` into exactly two parts, the
-    target split at its last colon, ``unix_socket:PATH`` for a Unix target. Beyond it, a
-    port that is not a number is a syntax error here rather than a failed connect, and
+    target split at its last colon, ``unix_socket:PATH`` for a Unix target. The port may
+    be a service name (``host:http``), as websockify hands it to the resolver (#18); one
+    that cannot be used is answered 502 at lookup (``proxy.access``). Beyond websockify,
     ``[::1]:5900`` loses its brackets.
     """
     parts = _LINE_SPLIT.split(line)
@@ -57,8 +58,6 @@ def parse_token_line(line: str) -> tuple[str, TargetPair] | None:
         return None
     host, port = target
     if host != "unix_socket":
-        if not port.isdigit():
-            return None
         host = host[1:-1] if host.startswith("[") and host.endswith("]") else host
     return parts[0], (host, port)
 

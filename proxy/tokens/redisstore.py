@@ -84,6 +84,9 @@ class TokenRedis(BasePlugin):
             host, port, db, password, self._prefix = parse_redis_source(src or "")
         except ValueError:
             raise StartupError(SOURCE_FORMAT_ERROR % src) from None
+        # websockify's attribute names: subclasses and its own tests read them (#18).
+        self._server, self._port, self._db, self._password = host, port, db, password
+        self._namespace = self._prefix
         self._client = redis.Redis(host=host, port=port, db=db, password=password,
                                    socket_timeout=REDIS_TIMEOUT,
                                    socket_connect_timeout=REDIS_TIMEOUT)

@@ -141,3 +141,48 @@ def test_a_user_plugin_by_dotted_name_extending_websockifys_module(
     assert status_of(proxy.port, Authorization=good, X_Team="red")[:2] == (403, "Team only")
     assert status_of(proxy.port, X_Team="blue")[0] == 401
     assert "handler exception: 403 wrong team" in proxy.stderr_lines()
+
+
+def test_a_basic_auth_subclass_with_a_users_file_starts_and_authenticates(
+        start_proxy: StartProxy, echo_backend: EchoBackend, tmp_path: Path) -> None:
+    """#18: --auth-source is a users file, not user:password; validate_creds is overridden."""
+    (tmp_path / "users").write_text("alice:wonder\nbob:builder\n")
+    (tmp_path / "site_users.py").write_text(
+        "from websockify.auth_plugins import BasicHTTPAuth\n"
+        "class UsersFile(BasicHTTPAuth):\n"
+        "    def __init__(self, src=None):\n"
+        "        super().__init__(src)\n"
+        "        with open(src) as f:\n"
+        "            self.users = dict(line.strip().split(':', 1) for line in f)\n"
+        "    def validate_creds(self, username, password):\n"
+        "        return self.users.get(username) == password\n")
+    proxy = start_proxy(echo_backend.port, "--auth-plugin", "site_users.UsersFile",
+                        "--auth-source", str(tmp_path / "users"),
+                        env={"PYTHONPATH": str(tmp_path)})
+    assert status_of(proxy.port, Authorization=basic(b"bob:builder"))[0] == 101
+    assert status_of(proxy.port, Authorization=basic(b"alice:wonder"))[0] == 101
+    assert status_of(proxy.port, Authorization=basic(b"alice:builder"))[0] == 401
+    assert status_of(proxy.port, Authorization=basic(b"carol:wonder"))[0] == 401
+
+
+def test_auth_plugins_get_the_target_exactly_as_websockify_passes_it(
+        start_proxy: StartProxy, tmp_path: Path) -> None:
+    """#18: the port as the token plugin returned it (TokenFile: a str); None/None for a
+    Unix socket."""
+    (tmp_path / "tokens").write_text("tcp: 127.0.0.1:5901\nsock: unix_socket:/run/vnc.sock\n")
+    (tmp_path / "site_seen.py").write_text(
+        "from websockify.auth_plugins import AuthenticationError\n"
+        "class Seen:\n"
+        "    def __init__(self, src=None):\n"
+        "        pass\n"
+        "    def authenticate(self, headers, target_host, target_port):\n"
+        "        raise AuthenticationError(log_msg=repr((target_host, target_port)))\n")
+    proxy = start_proxy(0, "--token-plugin", "TokenFile", "--token-source", "../tokens",
+                        "--auth-plugin", "site_seen.Seen", env={"PYTHONPATH": str(tmp_path)},
+                        positionals=["127.0.0.1:{port}"])
+    for token in ("tcp", "sock"):
+        answer = raw_http(proxy.port, upgrade_request(path=f"/?token={token}"))
+        assert answer.status == 403
+    lines = proxy.stderr_lines()
+    assert "handler exception: 403 ('127.0.0.1', '5901')" in lines
+    assert "handler exception: 403 (None, None)" in lines

@@ -7,7 +7,9 @@ import re
 import shutil
 import subprocess
 import sys
+import tarfile
 import zipfile
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -54,24 +56,77 @@ def test_man_page_renders_without_warnings() -> None:
     assert "WEBSOCKIFY(1)" in text and "--drain-timeout" in text
 
 
-# -- wheel -----------------------------------------------------------------------------------
+# -- user docs -------------------------------------------------------------------------------
+
+USER_DOCS = [ROOT / "README.rst", *sorted((ROOT / "docs").glob("*.rst")), MAN_PAGE]
+
+
+def test_every_install_line_works_without_the_package_index() -> None:
+    """#18: nothing called websockify-threaded is on the package index, so no install line
+    may ask pip for it by name; '.[redis]' in a clone or a built wheel's path work."""
+    offenders = [f"{path.name}: {line.strip()}" for path in USER_DOCS
+                 for line in path.read_text().splitlines()
+                 if re.search(r"pip install\b[^#]*?(?<![\w.-])websockify-threaded\b", line)]
+    assert not offenders
+    readme = (ROOT / "README.rst").read_text()
+    assert "pip install '.[redis]'" in readme
+
+
+#: "spec §8", "§13.15", "issue 10", "(#16 Operations 2)": references to documents a reader
+#: of the installed docs does not have. RFC sections are fine.
+PRIVATE_REFERENCE = re.compile(r"(?<!RFC \d{4} )§\s*\d|\bissues?\s+#?(\d+)|\(#\d+|#\d+ [A-Z]")
+
+
+def test_user_docs_have_no_references_a_reader_cannot_follow() -> None:
+    """#18: user docs stand alone; websockify's own issues are linked where named."""
+    offenders = []
+    for path in USER_DOCS:
+        for number, line in enumerate(path.read_text().splitlines(), 1):
+            for match in PRIVATE_REFERENCE.finditer(line):
+                linked = match[1] and f"github.com/novnc/websockify/issues/{match[1]}>" in line
+                if not linked:
+                    offenders.append(f"{path.name}:{number}: {line.strip()}")
+    assert not offenders
+
+
+# -- sdist and wheel -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Dists:
+    sdist: Path
+    wheel: Path
+    log: str
 
 
 @pytest.fixture(scope="module")
-def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("wheel")
+def dists(tmp_path_factory: pytest.TempPathFactory) -> Dists:
+    """The sdist and the wheel built from it, as ``python -m build`` makes them (#18).
+
+    ``--no-isolation``: the test environment's setuptools (the test extra), no download.
+    """
+    out = tmp_path_factory.mktemp("dist")
     build = tmp_path_factory.mktemp("build")
     result = subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation",
-         "--quiet", "-w", str(out), str(ROOT)],
-        capture_output=True, env={**clean_env(), "TMPDIR": str(build)}, cwd=build,
+        [sys.executable, "-m", "build", "--no-isolation", "--outdir", str(out), str(ROOT)],
+        capture_output=True, text=True, env={**clean_env(), "TMPDIR": str(build)}, cwd=build,
         timeout=60 * TIMEOUT, check=False)
-    if result.returncode != 0 and (b"No module named" in result.stderr
-                                   or b"invalid command 'bdist_wheel'" in result.stderr):
-        pytest.skip(f"cannot build a wheel here: {result.stderr.decode()[-200:]}")
-    assert result.returncode == 0, result.stderr.decode()
-    [path] = out.glob("*.whl")
-    return path
+    assert result.returncode == 0, result.stdout + result.stderr
+    [sdist] = out.glob("*.tar.gz")
+    [wheel] = out.glob("*.whl")
+    return Dists(sdist, wheel, result.stdout + result.stderr)
+
+
+@pytest.fixture(scope="module")
+def wheel(dists: Dists) -> Path:
+    return dists.wheel
+
+
+def packages_in_tree() -> set[str]:
+    """``proxy`` and every subpackage of it in the source tree (directories with __init__)."""
+    return {str(init.parent.relative_to(ROOT)).replace(os.sep, ".")
+            for init in (ROOT / "proxy").rglob("__init__.py")
+            if "__pycache__" not in init.parts and "_websockify" not in init.parts}
 
 
 def test_wheel_is_pure_python_and_ships_the_shim_source(wheel: Path) -> None:
@@ -83,6 +138,69 @@ def test_wheel_is_pure_python_and_ships_the_shim_source(wheel: Path) -> None:
     assert not [n for n in names if n.startswith("tests/")]
 
 
+def test_wheel_holds_the_websockify_package_and_every_proxy_subpackage(wheel: Path) -> None:
+    """setup.cfg lists the packages; one left off would be silently missing (#18)."""
+    names = set(zipfile.ZipFile(wheel).namelist())
+    assert {"proxy.tokens", "proxy"} <= packages_in_tree()
+    for package in packages_in_tree():
+        assert f"{package.replace('.', '/')}/__init__.py" in names, package
+    for module in ("__init__", "__main__", "token_plugins", "auth_plugins"):
+        assert f"websockify/{module}.py" in names
+    assert not [n for n in names if n.startswith("proxy/_websockify/")]
+
+
+def test_wheel_carries_the_licence_man_page_and_metadata(dists: Dists) -> None:
+    wheel = zipfile.ZipFile(dists.wheel)
+    info = f"{dists.wheel.name.split('-')[0]}-{dists.wheel.name.split('-')[1]}"
+    assert wheel.read(f"{info}.dist-info/licenses/LICENSE") == (ROOT / "LICENSE").read_bytes()
+    assert wheel.read(f"{info}.dist-info/licenses/COPYING") == (ROOT / "COPYING").read_bytes()
+    assert b"GNU LESSER GENERAL PUBLIC LICENSE" in (ROOT / "LICENSE").read_bytes()[:200]
+    assert b"GNU GENERAL PUBLIC LICENSE" in (ROOT / "COPYING").read_bytes()[:200]
+    assert wheel.read(f"{info}.data/data/share/man/man1/websockify.1") == MAN_PAGE.read_bytes()
+    metadata = wheel.read(f"{info}.dist-info/METADATA").decode()
+    headers = metadata.split("\n\n", 1)[0].splitlines()
+    assert "License-Expression: LGPL-3.0-or-later" in headers
+    assert {"License-File: LICENSE", "License-File: COPYING"} <= set(headers)
+    assert not [h for h in headers if h.startswith(("License:", "Classifier: License ::"))]
+    versions = {h.rsplit(" ", 1)[1] for h in headers
+                if re.fullmatch(r"Classifier: Programming Language :: Python :: 3\.\d+", h)}
+    assert versions == {"3.10", "3.11", "3.12", "3.13"}
+
+
+def test_sdist_holds_what_the_wheel_is_built_from(dists: Dists) -> None:
+    with tarfile.open(dists.sdist) as sdist:
+        names = {name.split("/", 1)[1] for name in sdist.getnames() if "/" in name}
+    assert {"LICENSE", "COPYING", "README.rst", "pyproject.toml", "setup.cfg", "setup.py",
+            "docs/websockify.1", "proxy/_websockify/__main__.py", "proxy/rebind.c"} <= names
+
+
+def test_build_has_no_deprecation_warning_and_twine_check_passes(dists: Dists) -> None:
+    """pyproject.toml's backend: no legacy setup.py path, no licence deprecation (#18)."""
+    assert "eprecat" not in dists.log, dists.log
+    result = subprocess.run(
+        [sys.executable, "-m", "twine", "check", "--strict", str(dists.sdist), str(dists.wheel)],
+        capture_output=True, text=True, env={**clean_env(), "NO_COLOR": "1"},
+        timeout=60 * TIMEOUT, check=False)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stdout.count("PASSED") == 2, result.stdout
+
+
+def dependency_path(tmp_path: Path) -> Path:
+    """The pure-Python dependencies, linked from the test environment (no network)."""
+    deps = tmp_path / "deps"
+    deps.mkdir(exist_ok=True)
+    import configargparse
+    import h11
+    import wsproto
+
+    for module in (wsproto, h11):
+        if not (deps / module.__name__).exists():
+            os.symlink(Path(module.__file__ or "").parent, deps / module.__name__)
+    if not (deps / "configargparse.py").exists():
+        os.symlink(configargparse.__file__ or "", deps / "configargparse.py")
+    return deps
+
+
 def test_wheel_installs_into_a_fresh_venv_and_runs(wheel: Path, tmp_path: Path) -> None:
     venv = tmp_path / "venv"
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True,
@@ -92,16 +210,7 @@ def test_wheel_installs_into_a_fresh_venv_and_runs(wheel: Path, tmp_path: Path) 
     subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps",
                     "--no-index", "--target", str(tmp_path / "site"), str(wheel)],
                    check=True, timeout=60 * TIMEOUT, env=clean_env())
-    # The pure-Python dependencies, taken from the test environment (no network).
-    deps = tmp_path / "deps"
-    deps.mkdir()
-    import configargparse
-    import h11
-    import wsproto
-
-    for module in (wsproto, h11):
-        os.symlink(Path(module.__file__ or "").parent, deps / module.__name__)
-    os.symlink(configargparse.__file__ or "", deps / "configargparse.py")
+    deps = dependency_path(tmp_path)
     env = {**clean_env(), "PYTHONPATH": f"{tmp_path / 'site'}:{deps}"}
     result = subprocess.run([str(python), "-m", "proxy", "--version"], capture_output=True,
                             env=env, cwd=tmp_path, timeout=6 * TIMEOUT, check=False)
@@ -113,6 +222,57 @@ def test_wheel_installs_into_a_fresh_venv_and_runs(wheel: Path, tmp_path: Path) 
         capture_output=True, env=env, cwd=tmp_path, timeout=6 * TIMEOUT, check=True)
     file, size = where.stdout.decode().split()
     assert file.startswith(str(tmp_path / "site")) and int(size) > 1000
+
+
+def pyenv_pythons() -> list[Path]:
+    """The newest installed pyenv CPython of each supported minor version (3.10-3.13)."""
+    root = Path(os.environ.get("PYENV_ROOT", Path.home() / ".pyenv"))
+    if shutil.which("pyenv"):
+        found = subprocess.run(["pyenv", "root"], capture_output=True, text=True,
+                               timeout=6 * TIMEOUT, check=False).stdout.strip()
+        root = Path(found) if found else root
+    newest: dict[tuple[int, int], tuple[tuple[int, ...], Path]] = {}
+    for entry in sorted((root / "versions").glob("3.*")):
+        match = re.fullmatch(r"3\.(\d+)\.(\d+)", entry.name)
+        python = entry / "bin" / "python"
+        if match and 10 <= int(match[1]) <= 13 and python.exists():
+            version = (3, int(match[1]), int(match[2]))
+            if version > newest.get(version[:2], ((0,), python))[0]:
+                newest[version[:2]] = (version, python)
+    return [python for _, python in sorted(newest.values())]
+
+
+def test_wheel_installs_and_runs_on_every_pyenv_cpython(wheel: Path, tmp_path: Path) -> None:
+    """One wheel, installed by pip into a venv of each CPython 3.10-3.13 that pyenv has (#18):
+    the console script, ``python -m websockify`` and the man page."""
+    pythons = pyenv_pythons()
+    if not pythons:
+        pytest.skip("no pyenv CPython 3.10-3.13 installed")
+    deps = dependency_path(tmp_path)
+    for interpreter in pythons:
+        venv = tmp_path / interpreter.parents[1].name
+        subprocess.run([str(interpreter), "-m", "venv", "--without-pip", str(venv)],
+                       check=True, timeout=60 * TIMEOUT)
+        # This environment's pip installs into that venv (pip --python): the console
+        # script's first line names the venv's interpreter.
+        subprocess.run([sys.executable, "-m", "pip", "--python", str(venv / "bin" / "python"),
+                        "install", "--quiet", "--no-deps", "--no-index", str(wheel)],
+                       check=True, timeout=60 * TIMEOUT, env=clean_env())
+        site = next((venv / "lib").glob("python3.*/site-packages"))
+        (site / "test-deps.pth").write_text(f"{deps}\n")
+        env = clean_env()
+        version = subprocess.run([str(venv / "bin" / "websockify"), "--version"],
+                                 capture_output=True, text=True, env=env, cwd=tmp_path,
+                                 timeout=6 * TIMEOUT, check=False)
+        assert version.returncode == 0, (interpreter, version.stderr)
+        assert version.stdout.startswith("websockify (websockify-threaded) "), interpreter
+        usage = subprocess.run([str(venv / "bin" / "python"), "-m", "websockify", "--help"],
+                               capture_output=True, text=True, env=env, cwd=tmp_path,
+                               timeout=6 * TIMEOUT, check=False)
+        assert usage.returncode == 0, (interpreter, usage.stderr)
+        assert usage.stdout.startswith("Usage: \n    websockify [options]"), interpreter
+        assert (venv / "share" / "man" / "man1" / "websockify.1").read_bytes() == \
+            MAN_PAGE.read_bytes()
 
 
 # -- Dockerfile and unit files ---------------------------------------------------------------
@@ -143,6 +303,33 @@ def test_dockerfile_lints_statically() -> None:
         if kind in ("ENTRYPOINT", "CMD"):
             assert arg.startswith("["), f"{kind} should use the exec form"
     assert "--health-path" in dict(instructions)["ENTRYPOINT"]
+
+
+def test_the_dockerfile_copies_everything_the_wheel_is_built_from(tmp_path: Path) -> None:
+    """Without docker: a wheel builds from exactly the files the COPY lines take (#18 added
+    pyproject.toml, the licence files and the man page to the build's inputs)."""
+    context = tmp_path / "context"
+    for kind, arg in dockerfile_instructions():
+        if kind != "COPY":
+            continue
+        *sources, dest = arg.split()
+        for source in sources:
+            target = context / dest / Path(source).name if dest.endswith("/") \
+                else context / dest
+            if (ROOT / source).is_dir():
+                shutil.copytree(ROOT / source, target, dirs_exist_ok=True,
+                                ignore=shutil.ignore_patterns("__pycache__"))
+            else:
+                target.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copy(ROOT / source, target)
+    result = subprocess.run(
+        [sys.executable, "-m", "build", "--wheel", "--no-isolation", "--outdir",
+         str(tmp_path / "out"), str(context)],
+        capture_output=True, text=True, env=clean_env(), cwd=tmp_path,
+        timeout=60 * TIMEOUT, check=False)
+    assert result.returncode == 0, result.stdout + result.stderr
+    [wheel] = (tmp_path / "out").glob("*.whl")
+    assert "websockify/__main__.py" in zipfile.ZipFile(wheel).namelist()
 
 
 @pytest.mark.slow

@@ -180,5 +180,57 @@ def test_a_missing_optional_dependency_stops_the_command_with_exit_1(
                         positionals=["127.0.0.1:{port}"], wait_for_port=False,
                         env={"PYTHONPATH": str(shim.parent)})
     assert proxy.wait(2 * TIMEOUT) == 1
-    assert "JWTTokenApi requires the 'jwt' extra: pip install websockify-threaded[jwt]" \
-        in proxy.stderr()
+    assert ("JWTTokenApi requires jwcrypto (the 'jwt' extra of websockify-threaded): "
+            "pip install jwcrypto (No module named jwcrypto)") in proxy.stderr()
+
+
+def loopback_service() -> tuple[str, socket.socket]:
+    """A service name from the services database and a listener on 127.0.0.1 at its port."""
+    for line in Path("/etc/services").read_text().splitlines():
+        fields = line.split("#", 1)[0].split()
+        if len(fields) < 2 or not fields[1].endswith("/tcp"):
+            continue
+        port = int(fields[1].split("/")[0])
+        if port < 1024 or socket.getservbyname(fields[0], "tcp") != port:
+            continue
+        try:
+            return fields[0], socket.create_server(("127.0.0.1", port))
+        except OSError:
+            continue  # in use here
+    pytest.skip("no service name in /etc/services with a free port above 1023")
+
+
+def test_a_service_name_port_in_a_token_file_connects_as_websockify(
+        start_proxy: StartProxy, tmp_path: Path) -> None:
+    """#18: ``host:http`` lines worked in websockify (the resolver takes the name)."""
+    service, listener = loopback_service()
+    port = listener.getsockname()[1]
+    with listener:
+        listener.settimeout(TIMEOUT)
+        (tmp_path / "tokens").write_text(f"svc: 127.0.0.1:{service}\n")
+        proxy = start_proxy(0, "-v", "--token-plugin", "TokenFile", "--token-source",
+                            "../tokens", positionals=["127.0.0.1:{port}"])
+        with WSClient.connect(proxy.port, "/?token=svc") as client:
+            client.send_binary(b"by name")
+            conn, _ = listener.accept()
+            with conn:
+                conn.settimeout(TIMEOUT)
+                conn.sendall(conn.recv(7))
+                assert client.recv_bytes(7) == b"by name"
+    assert f"connecting to: 127.0.0.1:{port}" in proxy.stderr()
+
+
+def test_a_port_that_cannot_be_used_is_a_502_and_one_log_line(
+        start_proxy: StartProxy, tmp_path: Path) -> None:
+    """#18: not "500 Token plugin failed"; the log names the value."""
+    (tmp_path / "tokens").write_text("bad: 127.0.0.1:remote_port\nzero: 127.0.0.1:0\n")
+    proxy = start_proxy(0, "--token-plugin", "TokenFile", "--token-source", "../tokens",
+                        positionals=["127.0.0.1:{port}"])
+    for token in ("bad", "zero"):
+        answer = raw_http(proxy.port, upgrade_request(path=f"/?token={token}"))
+        assert (answer.status, answer.reason) == (502, "Bad Gateway")
+    lines = proxy.stderr_lines()
+    unusable = [line for line in lines if "unusable port" in line]
+    assert unusable == ["Token 'bad': unusable port 'remote_port'",
+                        "Token 'zero': unusable port '0'"]
+    assert not [line for line in lines if "Token plugin failed" in line]

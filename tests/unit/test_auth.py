@@ -82,6 +82,30 @@ def test_basic_auth_without_a_usable_source_fails_at_startup(source: str | None)
         BasicHTTPAuth(source)
 
 
+class UsersFromSource(BasicHTTPAuth):
+    """A subclass whose source is not user:password (websockify allows it, #18)."""
+
+    def validate_creds(self, username: str, password: str) -> bool:
+        return f"{username}={password}" in (self.src or "").split(",")
+
+
+@pytest.mark.parametrize("source", [None, "", "no-colon"])
+def test_a_subclass_overriding_validate_creds_accepts_any_source(source: str | None) -> None:
+    plugin = UsersFromSource(source)
+    assert code_of(plugin, headers(Authorization=basic(b"no:colon"))) == 401
+    assert code_of(UsersFromSource("a=1,b=2"), headers(Authorization=basic(b"b:2"))) is None
+
+
+class KeepsBuiltinCheck(BasicHTTPAuth):
+    """A subclass that only adds a check: the built-in comparison still reads src."""
+
+
+def test_a_subclass_keeping_the_builtin_comparison_still_needs_user_password() -> None:
+    with pytest.raises(ValueError, match="user:password"):
+        KeepsBuiltinCheck("no-colon")
+    assert code_of(KeepsBuiltinCheck("u:p"), headers(Authorization=basic(b"u:p"))) is None
+
+
 def test_the_loader_reports_a_missing_basic_auth_source_as_a_startup_error() -> None:
     from proxy.errors import StartupError
 

@@ -155,12 +155,69 @@ def test_lookup_answers_in_every_documented_shape(answer: object, target: Target
     assert found == target
 
 
-@pytest.mark.parametrize("answer", [("h",), ("h", "port"), "h:1", 42])
+@pytest.mark.parametrize("answer", [("h",), ("h", "p", "q"), "h:1", 42])
 def test_a_nonsense_lookup_answer_is_a_500(answer: object) -> None:
     with pytest.raises(TokenError) as info:
         access.resolve_target(Settings(token_plugin="x"), Table({"t": answer}), "/?token=t",
                               headers())
     assert info.value.status == 500
+
+
+@pytest.mark.parametrize(
+    ("port", "shown"),
+    [("remote_port", "'remote_port'"), ("no-such-service-xyz", "'no-such-service-xyz'"),
+     (0, "0"), (70000, "70000"), ("70000", "'70000'"), (b"-1", "b'-1'"), ("", "''"),
+     (None, "None"), (5900.0, "5900.0"), (True, "True"), ("59\u0660", "'59\u0660'")],
+)
+def test_a_port_that_cannot_be_used_is_a_502_naming_the_value(port: object, shown: str) -> None:
+    """#18: not "500 Token plugin failed"; one log line with the value."""
+    with pytest.raises(HandshakeError) as info:
+        access.resolve_target(Settings(token_plugin="x"), Table({"vnc": ("h", port)}),
+                              "/?token=vnc", headers())
+    assert not isinstance(info.value, TokenError)
+    assert (info.value.status, str(info.value)) == (502, "502 Bad Gateway")
+    assert info.value.log_line == f"Token 'vnc': unusable port {shown}"
+
+
+@pytest.mark.parametrize(("port", "number"), [("http", 80), ("https", 443), (b"ssh", 22)])
+def test_a_service_name_port_is_resolved_as_websockify_s_resolver_does(
+        port: object, number: int) -> None:
+    target = access.resolve_target(Settings(token_plugin="x"), Table({"t": ("h", port)}),
+                                   "/?token=t", headers())
+    assert (target, target.given_port) == (Target("h", number), port)
+
+
+class Recorder:
+    """An auth plugin that records what it was given."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[object, object]] = []
+
+    def authenticate(self, headers: object, target_host: object, target_port: object) -> None:
+        self.calls.append((target_host, target_port))
+
+
+@pytest.mark.parametrize(
+    ("answer", "given"),
+    [(("h", "5901"), ("h", "5901")), (("h", 5902), ("h", 5902)), (("h", b"5903"), ("h", b"5903")),
+     (("h", "http"), ("h", "http")), (["unix_socket", "/run/vnc.sock"], (None, None))],
+)
+def test_auth_plugins_get_the_target_as_the_token_plugin_returned_it(
+        answer: object, given: tuple[object, object]) -> None:
+    """#18: websockify hands the plugin's values through; None/None for a Unix socket."""
+    recorder = Recorder()
+    target = access.resolve_target(Settings(token_plugin="x"), Table({"t": answer}),
+                                   "/?token=t", headers())
+    access.authenticate(recorder, headers(), target)
+    assert recorder.calls == [given]
+
+
+def test_auth_plugins_get_the_configured_target_or_none() -> None:
+    recorder = Recorder()
+    access.authenticate(recorder, headers(), Settings(target_host="t", target_port=9).target)
+    access.authenticate(recorder, headers(), Settings(unix_target="/s").target)
+    access.authenticate(recorder, headers(), Settings(token_plugin="x").target)
+    assert recorder.calls == [("t", 9), (None, None), (None, None)]
 
 
 def test_without_a_token_plugin_the_configured_target_is_used() -> None:

@@ -113,6 +113,29 @@ def test_token_file_lines_follow_websockify_0_13_rules(
                                      f"Syntax error in {source} on line 10"]
 
 
+def test_a_service_name_port_is_kept_for_the_resolver(tmp_path: Path) -> None:
+    """#18: websockify hands ``host:http`` to the resolver; it was "not found" here."""
+    source = tmp_path / "tokens"
+    source.write_text("web: 10.0.0.1:http\nodd: 10.0.0.2:remote_port\n")
+    plugin = tokens.TokenFile(str(source))
+    assert plugin.lookup("web") == ("10.0.0.1", "http")
+    assert plugin.lookup("odd") == ("10.0.0.2", "remote_port")  # answered 502 (proxy.access)
+
+
+def test_token_redis_keeps_websockify_s_attribute_names() -> None:
+    """#18: subclasses (and websockify's own tests) read them."""
+    pytest.importorskip("redis")
+    plugin = tokens.TokenRedis('10.0.0.9:6380:2:pw:"a:b"')
+    try:
+        assert (plugin._server, plugin._port, plugin._db, plugin._password,
+                plugin._namespace) == ("10.0.0.9", 6380, 2, "pw", "a:b:")
+        bare = tokens.TokenRedis("10.0.0.9")
+        assert (bare._port, bare._db, bare._password, bare._namespace) == (6379, 0, None, "")
+        bare.close()
+    finally:
+        plugin.close()
+
+
 def test_a_syntax_error_is_logged_once_naming_the_real_file_and_line(
         tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     """websockify names --token-source and counts lines across files, on every lookup."""
@@ -462,11 +485,15 @@ def test_a_missing_optional_dependency_is_a_startup_error_naming_the_extra(
     monkeypatch.setitem(sys.modules, "jwcrypto", None)  # makes "import jwcrypto" fail
     with pytest.raises(StartupError) as info:
         load_plugin("JWTTokenApi", "token", "key")
-    assert "pip install websockify-threaded[jwt]" in str(info.value)
+    # websockify-threaded is not on the package index: the hint names what pip can find.
+    assert str(info.value).startswith("JWTTokenApi requires jwcrypto (the 'jwt' extra of "
+                                      "websockify-threaded): pip install jwcrypto (")
     monkeypatch.setitem(sys.modules, "redis", None)
     with pytest.raises(StartupError) as info:
         load_plugin("TokenRedis", "token", "localhost")
-    assert "pip install websockify-threaded[redis]" in str(info.value)
+    assert str(info.value) == ("TokenRedis requires redis (the 'redis' extra of "
+                               "websockify-threaded): pip install redis (import of redis "
+                               "halted; None in sys.modules)")
 
 
 # -- TokenRedis ----------------------------------------------------------------------------------

@@ -1,0 +1,23 @@
+"""``websockify.auth_plugins``: our auth plugins under websockify's module name (#18).
+
+The names are the very classes of ``proxy.auth``: a user's plugin that raises
+``websockify.auth_plugins.AuthenticationError`` raises ours.
+"""
+
+from proxy.auth import (
+    AuthenticationError,
+    BasePlugin,
+    BasicHTTPAuth,
+    ClientCertCNAuth,
+    ExpectOrigin,
+    InvalidOriginError,
+)
+
+__all__ = [
+    "AuthenticationError",
+    "BasePlugin",
+    "BasicHTTPAuth",
+    "ClientCertCNAuth",
+    "ExpectOrigin",
+    "InvalidOriginError",
+]
