@@ -16,7 +16,7 @@ from typing import Any, NoReturn
 
 import configargparse
 
-from proxy import __version__, activation, logsetup, runner
+from proxy import __version__, activation, logsetup, runner, sdnotify
 from proxy.argv import expand_argv
 from proxy.configure import settings_from
 from proxy.forwarded import parse_trusted
@@ -36,6 +36,8 @@ USAGE = (
 )
 SSL_VERSIONS = ("default", "tlsv1_1", "tlsv1_2", "tlsv1_3")
 WRAP_MODES = ("exit", "ignore", "respawn")
+#: A --log-file that cannot be opened at startup (#15 Reliability 2 §3).
+LOG_FILE_ERROR = "{prog}: cannot open log file {path}: {cause}\n"
 
 #: Options parsed now whose feature lands with a later issue: refused, never ignored.
 NOT_IMPLEMENTED: dict[str, str] = {}
@@ -232,6 +234,9 @@ def build_parser() -> Parser:
              "/websockify/ (see --diagnostics-path)")
     add("--diagnostics-path", metavar="PATH",
         help="URL path of the --diagnostics page (default /websockify/)")
+    add("--web-follow-symlinks", **flag,
+        help="with --web: serve symlinks that lead out of DIR, as websockify does "
+             "(default: only those resolving inside DIR)")
     # Limits and timeouts (issue 9, docs/reliability.rst).
     add("--reply-frames", type=choice(*(m.value for m in ReplyFrames)), default="binary",
         metavar="TYPE",
@@ -312,7 +317,12 @@ def parse_args(argv: Sequence[str]) -> tuple[Settings, argparse.Namespace]:
         head = expand_argv(head, _long_options(parser))
     except ValueError as exc:
         parser.error(str(exc))
-    opts, rest = parser.parse_known_args(head)
+    try:
+        opts, rest = parser.parse_known_args(head)
+    except UnicodeDecodeError as exc:
+        # ConfigArgParse reports a config file it cannot open, not one that is not UTF-8
+        # text: that was a traceback (#15 Reliability 2).
+        parser.error(f"Unable to read config file: {_config_file(head)}. Error: {exc}")
     if opts.listen_fd is None and not opts.inetd:
         # systemd socket activation: serve the passed socket, no listen positional.
         fds = activation.listen_fds(os.environ, os.getpid())
@@ -322,6 +332,17 @@ def parse_args(argv: Sequence[str]) -> tuple[Settings, argparse.Namespace]:
     if unknown:
         parser.error(f"no such option: {unknown[0].split('=', 1)[0]}")
     return settings_from(opts, rest + tail, "--" in args, parser.error), opts
+
+
+def _config_file(args: list[str]) -> str:
+    """The ``--config FILE`` that ``args`` name (the last one), for an error message."""
+    found = "?"
+    for i, arg in enumerate(args):
+        if arg in ("-c", "--config") and i + 1 < len(args):
+            found = args[i + 1]
+        elif arg.startswith("--config="):
+            found = arg.split("=", 1)[1]
+    return found
 
 
 def not_implemented(opts: argparse.Namespace, settings: Settings) -> str | None:
@@ -340,7 +361,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     if missing:
         sys.stderr.write(f"{PROG}: not implemented yet: {missing}\n")
         return 1
-    logsetup.configure(settings)
+    try:
+        logsetup.configure(settings)
+    except OSError as exc:
+        # One line, not a traceback (#15 Reliability 2 §3): e.g. a missing directory.
+        sys.stderr.write(LOG_FILE_ERROR.format(prog=PROG, path=settings.log_file,
+                                               cause=exc.strerror or exc))
+        return 1
+    # Before anything can fork or run a command: they must not inherit NOTIFY_SOCKET (#16).
+    sdnotify.install(os.environ)
     if opts.libserver:
         # websockify's --libserver engine is broken (spec §7.10); ours is always threaded.
         logging.getLogger(__name__).warning("warning: --libserver ignored: connections are "

@@ -54,6 +54,7 @@ def check_requirements(opts: argparse.Namespace, error: Error) -> None:
         (opts.ssl_target_cafile, opts.ssl_target, "--ssl-target", "--ssl-target-cafile"),
         (opts.ssl_target_no_verify, opts.ssl_target, "--ssl-target", "--ssl-target-no-verify"),
         (opts.diagnostics_path, opts.diagnostics, "--diagnostics", "--diagnostics-path"),
+        (opts.web_follow_symlinks, opts.web, "--web", "--web-follow-symlinks"),
     ]
     for used, required, required_name, used_name in pairs:
         if used and not required:
@@ -82,6 +83,25 @@ def parse_unix_mode(opts: argparse.Namespace, error: Error) -> int:
         error("Error parsing listen unix socket mode")
 
 
+#: The largest TCP port number.
+MAX_PORT = 65535
+
+
+def parse_port(text: str, lowest: int, message: str, error: Error) -> int:
+    """A port number in ``lowest``..65535, else ``error(message)`` (websockify's texts).
+
+    websockify takes any integer and the socket layer wraps it: ``99999`` listens on
+    34463 and ``:70000`` connects to 4464 (#16 Operations 2). Here they are usage errors.
+    """
+    try:
+        port = int(text)
+    except ValueError:
+        error(message)
+    if not lowest <= port <= MAX_PORT:
+        error(message)
+    return port
+
+
 def parse_positionals(opts: argparse.Namespace, args: list[str], wrap: bool,
                       error: Error) -> Positionals:
     """websockify's positional rules and messages (spec §2.3, §2.4).
@@ -96,10 +116,8 @@ def parse_positionals(opts: argparse.Namespace, args: list[str], wrap: bool,
             error("Too few arguments")
         first = args.pop(0)
         listen_host, port_text = split_address(first) or ("", first)
-        try:
-            listen_port = int(port_text)
-        except ValueError:
-            error("Error parsing listen port")
+        # 0 binds a free port, as in websockify.
+        listen_port = parse_port(port_text, 0, "Error parsing listen port", error)
     wrap_cmd = tuple(args) if wrap else ()
     if wrap_cmd or opts.unix_target or opts.token_plugin:
         if args and not wrap_cmd:
@@ -110,10 +128,7 @@ def parse_positionals(opts: argparse.Namespace, args: list[str], wrap: bool,
     target = split_address(args[0])
     if target is None:
         error("Error parsing target")
-    try:
-        target_port = int(target[1])
-    except ValueError:
-        error("Error parsing target port")
+    target_port = parse_port(target[1], 1, "Error parsing target port", error)
     if len(args) > 1:
         error("Too many arguments")
     return Positionals(listen_host, listen_port, target[0], target_port)
@@ -197,6 +212,7 @@ def settings_from(opts: argparse.Namespace, args: list[str], wrap: bool,
         web=_absolute(opts.web),
         web_auth=opts.web_auth,
         file_only=opts.file_only,
+        web_follow_symlinks=opts.web_follow_symlinks,
         diagnostics_path=_diagnostics_path(opts),
         # None means the default self.pem, which may be absent (spec §3.2).
         cert=os.path.abspath(opts.cert or DEFAULT_CERT),

@@ -87,6 +87,7 @@ class ProxyRequestHandler(RequestLog, BaseHTTPRequestHandler):
         kind = tls.sniff(self.request, self.settings.first_byte_timeout)
         client = self.address_string()
         if kind is tls.Sniff.NOTHING:
+            self.session.silent = True  # a port probe: no JSON record either (issue #16)
             return False  # websockify closes a silent client after 3 s, logging nothing
         if kind is tls.Sniff.PLAIN:
             if self.settings.ssl_only:
@@ -246,10 +247,13 @@ class ProxyRequestHandler(RequestLog, BaseHTTPRequestHandler):
     def _serve_probe(self, kind: str, head: bool) -> None:
         """``--health-path``/``--metrics-path`` (``proxy.probes``)."""
         server = self.server
+        admission = server.admission
+        grouped = server.worker_index is not None and not admission.shared
         snapshot = server.metrics.snapshot(server.live_connections) \
-            if kind == probes.METRICS else None
-        probes.respond(self, kind, head, draining=server.draining, live=server.admission.live,
-                       limit=server.admission.max_connections, snapshot=snapshot)
+            if kind == probes.METRICS or grouped else None
+        probes.respond(self, kind, head, draining=server.draining,
+                       live=probes.fullest(admission.live, snapshot if grouped else None),
+                       limit=admission.max_connections, snapshot=snapshot)
 
     # Other methods have no do_X: http.server answers "501 Unsupported method ('POST')",
     # which is 0.13.0's answer (spec §4.2, §14).

@@ -69,6 +69,11 @@ class Admission:
         self._per_address: Counter[str] = Counter()
 
     @property
+    def shared(self) -> bool:
+        """The limit is one count for all workers (else each worker has its own)."""
+        return self._shared is not None
+
+    @property
     def live(self) -> int:
         """Admitted connections: of all workers when the limit is shared."""
         if self._shared is not None:

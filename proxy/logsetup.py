@@ -6,6 +6,7 @@ and never configures. Every handler formats records as bare ``%(message)s``.
 
 from __future__ import annotations
 
+import io
 import logging
 import os
 import socket
@@ -16,6 +17,7 @@ from collections.abc import Callable
 from types import FrameType
 from typing import Any
 
+from proxy import jsonlog
 from proxy.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -163,12 +165,71 @@ class SyslogHandler(logging.Handler):
         super().close()
 
 
+#: The mode of a log file we create, whatever the umask (#15 Reliability 2 §3).
+LOG_FILE_MODE = 0o640
+#: At most one ``stat()`` of the log file's path per this many seconds (#16 §2).
+ROTATION_CHECK = 1.0  # seconds
+
+
+def _open_log_file(path: str, flags: int) -> int:
+    """``open()``'s opener: a new file gets ``LOG_FILE_MODE`` (under umask 0 it would be
+    0666, readable and writable by every user); an existing file's mode is left alone."""
+    try:
+        fd = os.open(path, flags | os.O_CREAT | os.O_EXCL, LOG_FILE_MODE)
+    except FileExistsError:
+        return os.open(path, flags & ~os.O_CREAT)
+    try:
+        os.fchmod(fd, LOG_FILE_MODE)  # the umask may have taken bits away
+    except OSError:
+        os.close(fd)
+        raise
+    return fd
+
+
 class ReopenableFileHandler(logging.FileHandler):
-    """``--log-file``: append mode; ``reopen()`` after logrotate renamed the file (SIGHUP)."""
+    """``--log-file``: append mode; reopens the path when the file was renamed or removed.
+
+    Like ``logging.handlers.WatchedFileHandler``, it compares the path's inode with the open
+    file's, but at most once per ``ROTATION_CHECK`` seconds rather than per record, so
+    logrotate's default ``create`` mode works without a signal (#16 Operations 2 §2).
+    ``reopen()`` does it at once (SIGHUP).
+    """
 
     def __init__(self, path: str) -> None:
         super().__init__(path, mode="a", encoding="utf-8", errors="backslashreplace")
         self._failing = False  # a write failed (disk full, ...) and was reported
+        self._next_check = time.monotonic() + ROTATION_CHECK
+
+    def _open(self) -> io.TextIOWrapper:
+        return open(self.baseFilename, "a", encoding=self.encoding, errors=self.errors,
+                    opener=_open_log_file)
+
+    def emit(self, record: logging.LogRecord) -> None:
+        now = time.monotonic()
+        if now >= self._next_check:  # under the handler's lock (Handler.handle)
+            self._next_check = now + ROTATION_CHECK
+            if self._moved():
+                try:
+                    self.reopen()
+                except OSError:
+                    pass  # e.g. the directory went away: keep the old file, check again later
+        super().emit(record)
+
+    def _moved(self) -> bool:
+        """Whether the path no longer names the open file (renamed, removed, replaced)."""
+        if self.stream is None:
+            return False
+        try:
+            path = os.stat(self.baseFilename)
+        except FileNotFoundError:
+            return True
+        except OSError:
+            return False
+        try:
+            current = os.fstat(self.stream.fileno())
+        except (OSError, ValueError):
+            return True
+        return (path.st_dev, path.st_ino) != (current.st_dev, current.st_ino)
 
     def handleError(self, record: logging.LogRecord) -> None:
         """A failing ``--log-file`` (ENOSPC, EIO): one line on stderr, not a traceback per
@@ -178,8 +239,8 @@ class ReopenableFileHandler(logging.FileHandler):
         self._failing = True
         exc = sys.exc_info()[1]
         try:
-            sys.stderr.write(f"cannot write to log file {self.baseFilename}: {exc}; "
-                             "dropping its records\n")
+            sys.stderr.write(_stderr_line(f"cannot write to log file {self.baseFilename}: "
+                                          f"{exc}; dropping its records"))
             sys.stderr.flush()
         except (OSError, ValueError):
             pass
@@ -199,6 +260,18 @@ class ReopenableFileHandler(logging.FileHandler):
         self._failing = False
         if old is not None:
             old.close()
+
+
+#: ``--log-format json`` is in effect (``configure``): notes written past logging are JSON.
+_json_lines = False
+
+
+def _stderr_line(text: str) -> str:
+    """A line written straight to stderr (not through a handler), in the log format."""
+    if not _json_lines:
+        return text + "\n"
+    return jsonlog.dumps({"time": jsonlog.iso_time(time.time()), "level": "error",
+                          "logger": __name__, "message": text}) + "\n"
 
 
 def syslog_address(value: str) -> tuple[str, int] | str:
@@ -224,7 +297,12 @@ def configure(settings: Settings, *, daemon: bool | None = None) -> None:
         if handler in _installed:
             handler.close()
     _installed.clear()
-    formatter = logging.Formatter(FORMAT)
+    # --log-format json: every line is JSON, the banner and errors too (issue #16).
+    global _json_lines
+    _json_lines = settings.log_format == "json"
+    formatter = jsonlog.JSONFormatter() if _json_lines else logging.Formatter(FORMAT)
+    if _json_lines:
+        jsonlog.route_stray_output()
     handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr)]
     if settings.log_file:
         handlers.append(ReopenableFileHandler(settings.log_file))
@@ -258,8 +336,12 @@ def _add_syslog(root: logging.Logger, value: str, legacy: bool, facility: int,
     _installed.append(handler)
 
 
-def reopen() -> None:
-    """Reopen every ``--log-file`` (logrotate renamed it and sent SIGHUP)."""
+def reopen() -> list[str]:
+    """Reopen every ``--log-file`` (SIGHUP); the paths reopened (the caller logs them).
+
+    A path that cannot be opened is reported here, and its old file stays in use.
+    """
+    reopened = []
     for handler in list(_installed):
         if isinstance(handler, ReopenableFileHandler):
             try:
@@ -267,7 +349,8 @@ def reopen() -> None:
             except OSError as exc:
                 log.warning("cannot reopen log file %s: %s", handler.baseFilename, exc)
             else:
-                log.info("Reopened log file %s", handler.baseFilename)
+                reopened.append(handler.baseFilename)
+    return reopened
 
 
 def on_sighup(signum: int, frame: FrameType | None) -> None:

@@ -68,6 +68,9 @@ def load_plugin(name: str, kind: str, source: str | None) -> Any:
         module = importlib.import_module(module_name)
     except ImportError as exc:
         raise StartupError(f"cannot load {kind} plugin {name}: {exc}") from exc
+    except Exception as exc:  # the module's own code failed (#15 Reliability 2: a traceback)
+        raise StartupError(f"cannot load {kind} plugin {name}: "
+                           f"{type(exc).__name__}: {exc}") from exc
     plugin_class = getattr(module, class_name, None)
     if not isinstance(plugin_class, type):
         raise StartupError(f"cannot load {kind} plugin {name}: module {module_name!r} "

@@ -57,6 +57,15 @@ def health(draining: bool, live: int, limit: int, free_fds: int | None) -> Healt
     return Health(HTTPStatus.OK, "ok")
 
 
+def fullest(live: int, group: metrics.Snapshot | None) -> int:
+    """The connection count to hold against a per-worker limit: with ``--workers`` and no
+    shared ``--max-connections`` (``group``), the fullest worker's, so every worker's
+    health answer is the same (issue #16); a connection that worker takes is refused."""
+    if group is None or not group.workers:
+        return live
+    return max(share.open for share in group.workers)
+
+
 def free_fds() -> int | None:
     """Descriptors this process may still open (soft RLIMIT_NOFILE minus open ones)."""
     soft, _hard = resource.getrlimit(resource.RLIMIT_NOFILE)

@@ -6,7 +6,9 @@ against the format rather than against this writer, so each checks the other.
 
 from __future__ import annotations
 
+import errno
 import os
+import stat
 import time
 from collections.abc import Callable
 from typing import Any
@@ -17,6 +19,11 @@ FOOTER = "'EOF'];\n"
 #: Recordings hold session data: only the owner may read them. websockify creates them
 #: with the umask, which ``--daemon`` sets to 0 (world-writable, spec §13.15); we don't.
 RECORD_MODE = 0o600
+#: Why an existing ``PREFIX.N`` is refused (#15 Reliability 2): another user may have
+#: planted it to make us truncate what it leads to. The session closes 1011, logged.
+SYMLINK_REFUSED = "is a symbolic link, not followed"
+NOT_REGULAR = "is not a regular file, not recorded to"
+LINKED_REFUSED = "has other hard links, not truncated"
 
 LogMessage = Callable[..., None]
 
@@ -30,6 +37,42 @@ def entry(client_to_target: bool, ms: int, data: bytes) -> str:
     """One line: ``'}<ms>}<data>',`` (client → target) or ``'{<ms>{<data>',`` (target → client)."""
     mark = "}" if client_to_target else "{"
     return f"'{mark}{ms}{mark}{escape(data)}',\n"
+
+
+def open_recording(path: str) -> int:
+    """Create ``path`` 0600, or empty an earlier run's recording there; return its fd.
+
+    websockify opens with ``"w+"``, following a symlink planted at ``PREFIX.N`` and
+    truncating its target (#15 Reliability 2). Here the last component is never followed
+    (``O_NOFOLLOW``), and what was opened must be a regular file with no other hard link
+    before it is emptied (``ftruncate`` after the check rather than ``O_TRUNC``, so a
+    refused file is left intact). ``O_NONBLOCK`` keeps a planted FIFO from blocking us.
+    Session numbers restart at 1 in every process, so an earlier run's recording is
+    overwritten, as websockify does.
+
+    Raises:
+        OSError: the file cannot be created, or is refused (a symlink, not a regular file,
+            hard-linked elsewhere).
+    """
+    flags = os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+    try:
+        fd = os.open(path, flags, RECORD_MODE)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP and os.path.islink(path):
+            raise OSError(errno.ELOOP, SYMLINK_REFUSED, path) from exc
+        raise
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise OSError(errno.EEXIST, NOT_REGULAR, path)
+        if st.st_nlink > 1:
+            raise OSError(errno.EMLINK, LINKED_REFUSED, path)
+        os.set_blocking(fd, True)
+        os.ftruncate(fd, 0)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
 
 
 class Recorder:
@@ -51,9 +94,7 @@ class Recorder:
         self.path = f"{prefix}.{session_id}"
         if log_message is not None:
             log_message("opening record file: %s", self.path)  # spec §3.3
-        # "w+" in websockify: truncate an existing file.
-        fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC,
-                     RECORD_MODE)
+        fd = open_recording(self.path)
         # Line-buffered, so `tail -f` shows a live session entry by entry.
         self._file = open(fd, "w", encoding="ascii", newline="\n", buffering=1)
         self._clock = clock

@@ -19,7 +19,7 @@ import time
 from collections.abc import Callable, Mapping
 from types import FrameType
 
-from proxy import daemon, logsetup, metrics, speedups, workers, wrap
+from proxy import daemon, logsetup, metrics, sdnotify, speedups, workers, wrap
 from proxy.errors import StartupError
 from proxy.server import ProxyServer
 from proxy.settings import Settings
@@ -102,24 +102,66 @@ def log_banner(settings: Settings) -> None:
         log.info("  - Recording to '%s.*'", settings.record)
 
 
-def _reloadable(server: ProxyServer) -> bool:
-    """Whether SIGHUP has anything to reload (else websockify's default action, §10)."""
-    return bool(server.settings.log_file or server.server_tls.context is not None
-                or callable(getattr(server.token_plugin, "reload", None)))
+#: The line each process logs after a SIGHUP (issue #16 Operations 2 §1).
+RELOADED = "SIGHUP: reloaded {}"
+NOTHING_TO_RELOAD = "SIGHUP: nothing to reload"
+NOTHING_RELOADED = "SIGHUP: nothing reloaded"
+#: The ``--workers`` parent's lines: the workers reload (and log) the rest themselves.
+FORWARDED = "SIGHUP: forwarded to the workers"
+PARENT_RELOADED = "SIGHUP: reloaded {}; forwarded to the workers"
+
+
+def hangup_ends_process(settings: Settings) -> bool:
+    """Whether SIGHUP keeps its default action: in the foreground with stderr on a terminal,
+    a hangup means the terminal went away, and the process ends as websockify's does (§10).
+    Everywhere else (systemd's ``ExecReload``, logrotate, ``--daemon``) SIGHUP reloads."""
+    return not settings.daemon and os.isatty(2)
+
+
+def _reload_token_plugin(server: ProxyServer) -> str | None:
+    """Reload a token plugin that can; its description for the SIGHUP line, or None."""
+    plugin_reload = getattr(server.token_plugin, "reload", None)
+    if not callable(plugin_reload):
+        return None
+    try:
+        done = plugin_reload()
+    except Exception as exc:  # a user plugin's reload(); the server must go on
+        log.warning("token plugin not reloaded: %s", exc)
+        return None
+    return done if isinstance(done, str) else f"tokens of {type(server.token_plugin).__name__}"
 
 
 def reload(server: ProxyServer) -> None:
-    """Reopen the log file, reload the TLS certificate and the token files, in that order."""
-    if server.settings.log_file:
-        logsetup.reopen()
+    """Reopen the log file, reload the TLS certificate and the token files, in that order,
+    then log one line saying what was reloaded; ``RELOADING=1``/``READY=1`` around it."""
+    sdnotify.reloading()
+    done = [f"log file {path}" for path in logsetup.reopen()]
+    configured = bool(done or server.settings.log_file)
     if server.server_tls.context is not None:
-        server.server_tls.reload()
-    plugin_reload = getattr(server.token_plugin, "reload", None)
-    if callable(plugin_reload):
-        try:
-            plugin_reload()
-        except Exception as exc:  # a user plugin's reload(); the server must go on
-            log.warning("token plugin not reloaded: %s", exc)
+        configured = True
+        if server.server_tls.reload():
+            done.append(f"TLS certificate {server.settings.cert}")
+    if callable(getattr(server.token_plugin, "reload", None)):
+        configured = True
+        tokens = _reload_token_plugin(server)
+        if tokens is not None:
+            done.append(tokens)
+    if done:
+        log.info("%s", RELOADED.format(", ".join(done)))
+    else:
+        log.info("%s", NOTHING_RELOADED if configured else NOTHING_TO_RELOAD)
+    sdnotify.notify("READY=1")
+
+
+def _reload_parent() -> None:
+    """``--workers`` parent's SIGHUP: its own log file; the workers got the signal."""
+    sdnotify.reloading()
+    reopened = logsetup.reopen()
+    if reopened:
+        log.info("%s", PARENT_RELOADED.format(", ".join(f"log file {p}" for p in reopened)))
+    else:
+        log.info("%s", FORWARDED)
+    sdnotify.notify("READY=1")
 
 
 def _sighup_handler(server: ProxyServer) -> Callable[[int, FrameType | None], None]:
@@ -159,15 +201,26 @@ def _accept_until_done(server: ProxyServer, settings: Settings,
 
 
 class _Ticker:
-    """Work of the accept loop between requests: wrapped command, ``--stats-interval``."""
+    """Work of the accept loop between requests: wrapped command, ``--stats-interval``,
+    and with ``--workers`` publishing the live relays' bytes to the other workers."""
 
     def __init__(self, server: ProxyServer, wrapper: wrap.Wrapper | None) -> None:
         self.server = server
         self.wrapper = wrapper
-        self.interval = server.settings.stats_interval
+        # --workers: the stats line shows the whole group (proxy.metrics), so only the
+        # first worker logs it; N lines of N different numbers were no view at all (#16).
+        first = server.worker_index in (None, 0)
+        self.interval = server.settings.stats_interval if first else 0.0
         self.next_stats = time.monotonic() + self.interval
+        self.shared = server.worker_index is not None
+        self.next_publish = 0.0
 
     def __call__(self) -> None:
+        sdnotify.watchdog()  # from the accept loop: a hung loop stops the pings (#16)
+        if self.shared and time.monotonic() >= self.next_publish:
+            # At most once per TICK: the accept loop also wakes for every connection.
+            self.next_publish = time.monotonic() + TICK
+            self.server.metrics.publish()
         if self.interval and time.monotonic() >= self.next_stats:
             self.next_stats += self.interval
             log.info("%s", metrics.stats_line(
@@ -252,13 +305,14 @@ def serve(settings: Settings, environ: Mapping[str, str] | None = None) -> int:
         # websockify logs "Openening socket failed" and exits 0 (§2.5, §13.13): exit 1.
         log.error("%s", exc if isinstance(exc, StartupError) else f"Opening socket failed: {exc}")
         return 1
-    if settings.daemon:
-        # After binding, so the command returns with the port answering (spec §7.5).
-        daemon.daemonize([server.fileno(), *logsetup.log_file_fds()])
-    if settings.pid_file:
-        daemon.write_pid_file(settings.pid_file)
+    if not _detach(server, settings):
+        server.server_close()
+        if private is not None:
+            private.close()
+        return 1
     log.info("  - proxying from %s to %s%s", settings.listen_display, _destination(server),
              " (using SSL)" if settings.ssl_target else "")
+    sdnotify.notify("READY=1")  # listening (and backgrounded) now
     wrapper = None
     if private is not None:
         wrapper = wrap.Wrapper(settings.wrap_cmd, settings.wrap_mode, shim, _public_port(server),
@@ -274,6 +328,22 @@ def serve(settings: Settings, environ: Mapping[str, str] | None = None) -> int:
             daemon.remove_pid_file(settings.pid_file)
 
 
+def _detach(server: ProxyServer, settings: Settings) -> bool:
+    """``--daemon`` and ``--pid-file``; False (reported, one line) if the pid file failed."""
+    if settings.daemon:
+        # After binding, so the command returns with the port answering (spec §7.5), and
+        # with the pid file written (#16 Operations 2).
+        return daemon.daemonize([server.fileno(), *logsetup.log_file_fds()],
+                                settings.pid_file)
+    if settings.pid_file:
+        try:
+            daemon.write_pid_file(settings.pid_file)
+        except OSError as exc:
+            log.error("%s", daemon.pid_file_error(settings.pid_file, exc))
+            return False
+    return True
+
+
 def _run_workers(server: ProxyServer, settings: Settings) -> int:
     """``--workers``: the parent supervises, each worker runs ``_run`` (proxy.workers)."""
     def work(index: int) -> int:
@@ -282,9 +352,9 @@ def _run_workers(server: ProxyServer, settings: Settings) -> int:
 
     server.share_listener(TICK)
     on_hup: Callable[[], None] | None = None
-    if _reloadable(server):
+    if not hangup_ends_process(settings):
         # The workers reload everything themselves; the parent only reopens its log file.
-        on_hup = logsetup.reopen
+        on_hup = _reload_parent
     try:
         return workers.supervise(settings.workers, work,
                                  settings.drain_timeout + SHUTDOWN_GRACE, on_hup)
@@ -295,10 +365,10 @@ def _run_workers(server: ProxyServer, settings: Settings) -> int:
 def _run(server: ProxyServer, settings: Settings, wrapper: wrap.Wrapper | None,
          stop_signals: tuple[signal.Signals, ...] = (signal.SIGTERM, signal.SIGINT)) -> int:
     previous = {sig: signal.signal(sig, _terminate) for sig in stop_signals}
-    if _reloadable(server):
-        # Reopen --log-file after logrotate renamed it, reload the TLS certificate and the
-        # token files (websockify issue #374). websockify dies on SIGHUP (§10); with
-        # nothing to reload we leave the default action, as it does.
+    if not hangup_ends_process(settings):
+        # Reopen --log-file, reload the TLS certificate and the token files (websockify
+        # issue #374) in every configuration: websockify dies on SIGHUP (§10), so the
+        # contrib unit's `systemctl reload` killed a proxy with nothing to reload (#16).
         previous[signal.SIGHUP] = signal.signal(signal.SIGHUP, _sighup_handler(server))
     try:
         if wrapper is not None:
@@ -310,9 +380,11 @@ def _run(server: ProxyServer, settings: Settings, wrapper: wrap.Wrapper | None,
         _accept_until_done(server, settings, _Ticker(server, wrapper))
         # --timeout/--idle-timeout/--run-once: stop accepting, let live sessions finish
         # (websockify keeps the listener open meanwhile, §13.19).
+        sdnotify.notify("STOPPING=1")
         server.close_listener()
         _wait_for_connections(server, None)
     except _Terminate:
+        sdnotify.notify("STOPPING=1")
         log.info("In exit")
         if settings.drain_timeout > 0:
             _drain(server, settings.drain_timeout)

@@ -80,8 +80,9 @@ class ProxyServer(socketserver.ThreadingTCPServer):
         self.token_plugin = _plugin(settings.token_plugin, "token", settings.token_source)
         self.auth_plugin = _plugin(settings.auth_plugin, "auth", settings.auth_source)
         self.stop_signal = StopSignal()
-        #: Counters for --metrics-path/--stats-interval (proxy.metrics); thread-safe.
-        self.metrics = Metrics()
+        #: Counters for --metrics-path/--stats-interval (proxy.metrics); thread-safe. With
+        #: --workers in shared memory mapped here, before the fork (issue #16).
+        self.metrics = Metrics(settings.workers)
         #: Set by the runner on SIGTERM with --drain-timeout: new sessions get 503.
         self.draining = False
         #: --max-connections and --max-connections-per-ip (handlers enter and leave it).
@@ -153,6 +154,8 @@ class ProxyServer(socketserver.ThreadingTCPServer):
 
     #: Whether closing the listener removes its ``--unix-listen`` file (not in workers).
     owns_listener = True
+    #: ``--workers``: this worker's index (from 0); None in a single process.
+    worker_index: int | None = None
 
     def share_listener(self, accept_wait: float) -> None:
         """Before forking ``--workers``: every worker polls the one listening socket.
@@ -173,6 +176,8 @@ class ProxyServer(socketserver.ThreadingTCPServer):
         file names stay unique across workers.
         """
         self.owns_listener = False
+        self.worker_index = index
+        self.metrics.attach(index)  # the group's counters (proxy.metrics, issue #16)
         self.stop_signal.close()
         self.stop_signal = StopSignal()
         self._sessions = index + 1 - count

@@ -8,18 +8,18 @@ No sockets here.
 
 from __future__ import annotations
 
-import datetime
-import json
 import logging
 import time
 from dataclasses import dataclass, field
 from http import HTTPStatus
 from typing import Any
 
+from proxy import jsonlog, probes
 from proxy.auth import is_authentication_error
 from proxy.errors import HandshakeError, TokenError
 from proxy.handshake import is_upgrade
 from proxy.metrics import ByteCounts, Metrics
+from proxy.settings import Settings
 from proxy.tokens import extract_token
 
 #: The logger of the JSON records (same root handlers as every other line).
@@ -52,6 +52,8 @@ class Session:
     close_reason: str | None = None
     closed_by_client: bool | None = None
     failure: str | None = None
+    #: The connection closed (or timed out) before sending a byte: a port probe.
+    silent: bool = False
 
     @property
     def upgraded(self) -> bool:
@@ -74,11 +76,6 @@ def failure_reason(exc: HandshakeError) -> str:
     return "handshake"
 
 
-def _iso(timestamp: float) -> str:
-    moment = datetime.datetime.fromtimestamp(timestamp, datetime.timezone.utc)
-    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
 def record(session: Session, now: float | None = None) -> dict[str, Any]:
     """The JSON object logged for ``session`` (``now``: a ``time.monotonic()`` value)."""
     ended = time.monotonic() if now is None else now
@@ -87,7 +84,7 @@ def record(session: Session, now: float | None = None) -> dict[str, Any]:
     if session.closed_by_client is not None:
         closed_by = "client" if session.closed_by_client else "server"
     return {
-        "time": _iso(session.started),
+        "time": jsonlog.iso_time(session.started),
         "client": session.client or session.peer,
         "peer": session.peer,
         "peer_port": session.peer_port,
@@ -109,10 +106,19 @@ def record(session: Session, now: float | None = None) -> dict[str, Any]:
     }
 
 
-def emit(session: Session) -> None:
-    """Log ``session`` as one JSON line (INFO)."""
-    if log.isEnabledFor(logging.INFO):
-        log.info("%s", json.dumps(record(session), separators=(",", ":"), ensure_ascii=False))
+def emit(session: Session, level: int = logging.INFO) -> None:
+    """Log ``session`` as one JSON line (the fields ride along for ``proxy.jsonlog``)."""
+    if log.isEnabledFor(level):
+        fields = record(session)
+        log.log(level, "%s", jsonlog.dumps(fields), extra={jsonlog.FIELDS: fields})
+
+
+def is_probe(session: Session, settings: Settings) -> bool:
+    """A port probe (closed before sending a byte) or a ``--health-path``/``--metrics-path``
+    request: no record at the default verbosity, ``-v`` shows them (issue #16); the metrics
+    count them anyway. Load-balancer checks must not drown the session records."""
+    return session.silent or (session.path is not None
+                              and probes.route(settings, session.path) is not None)
 
 
 def start(client_address: Any, metrics: Metrics) -> Session:
@@ -148,4 +154,4 @@ def finish(session: Session, handler: Any, metrics: Metrics, log_json: bool) -> 
         failure=session.failure, status=session.status if session.websocket else None,
         upgrade=session.upgraded, close_code=session.close_code)
     if log_json:
-        emit(session)
+        emit(session, logging.DEBUG if is_probe(session, handler.settings) else logging.INFO)

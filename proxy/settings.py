@@ -111,6 +111,9 @@ class Settings:
     web_auth: bool = False
     #: ``--file-only``: directory listings are 404 "Not Found" (spec §4.5).
     file_only: bool = False
+    #: ``--web-follow-symlinks``: serve a symlink under DIR wherever it leads, as
+    #: websockify does; by default only links resolving inside DIR (#15 Reliability 2).
+    web_follow_symlinks: bool = False
     #: ``--diagnostics``: URL path prefix (``/.../``) of the diagnostics page; None = off.
     diagnostics_path: str | None = None
     #: ``--cert``: PEM certificate chain (and the key when no ``--key``); None = no TLS.

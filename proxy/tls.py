@@ -240,7 +240,11 @@ class ServerTLS:
         self._reload_lock = threading.Lock()
 
     def reload(self) -> bool:
-        """Load the certificate and key again; on failure keep the old ones and warn."""
+        """Load the certificate and key again; on failure keep the old ones and warn.
+
+        Returns:
+            Whether the new certificate is in use (the caller reports it).
+        """
         with self._reload_lock:
             try:
                 context = build_server_context(self.settings)
@@ -253,8 +257,7 @@ class ServerTLS:
                                 "'%s' not found", self.settings.cert)
                 return False
             self.context = context
-            log.info("Reloaded TLS certificate %s", self.settings.cert)
-            return True
+            return True  # the caller logs one line for the whole reload (#16)
 
 
 # -- target context ------------------------------------------------------------------------

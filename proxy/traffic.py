@@ -45,6 +45,13 @@ CLIENT_PARTIAL_SEND = "<."  # a write that left bytes queued for the client
 #: One lock for stdout shared by every connection thread, so markers never tear.
 _STDOUT_LOCK = threading.Lock()
 
+
+class _Line:
+    """Whose markers the current (unterminated) stdout line holds; guarded by _STDOUT_LOCK."""
+
+    owner: object | None = None
+
+
 #: Bytes per ``--traffic-dump`` line, as ``hexdump -C``.
 DUMP_WIDTH = 16
 
@@ -54,7 +61,12 @@ def _stdout() -> TextIO | None:
 
 
 class TrafficMarkers:
-    """websockify's ``--traffic`` output: markers on stdout, no newlines, flushed each time.
+    """websockify's ``--traffic`` output: markers on stdout, flushed each time.
+
+    Beyond websockify (#16 Operations 2): a line of markers belongs to one session. It
+    is ended with a newline when the session ends (``end()``), and before another
+    session's markers or legend are written, so markers never run into the next log
+    line or into another session's markers. The legend and markers are websockify's.
 
     Args:
         out: returns the stream to write to (looked up per write, so a replaced
@@ -63,30 +75,47 @@ class TrafficMarkers:
 
     def __init__(self, out: Callable[[], TextIO | None] = _stdout) -> None:
         self._out = out
-        self._write(LEGEND)
+        self._write(LEGEND, owner=None)  # its leading "\n" ends another session's line
 
-    def _write(self, text: str) -> None:
+    def _write(self, text: str, owner: object | None) -> None:
         with _STDOUT_LOCK:
-            stream = self._out()
-            if stream is None:
-                return
-            try:
-                stream.write(text)
-                stream.flush()
-            except (OSError, ValueError):
-                pass  # stdout closed or gone: markers are best effort, the relay goes on
+            self._write_locked(text, owner)
+
+    def _write_locked(self, text: str, owner: object | None) -> None:
+        """Write ``text``, leaving ``owner`` (None: nobody) with the line it ends on."""
+        assert _STDOUT_LOCK.locked()
+        stream = self._out()
+        if stream is None:
+            return
+        if _Line.owner not in (None, owner) and not text.startswith("\n"):
+            text = "\n" + text  # another session's markers end the line: end it first
+        try:
+            stream.write(text)
+            stream.flush()
+        except (OSError, ValueError):
+            return  # stdout closed or gone: markers are best effort, the relay goes on
+        _Line.owner = owner
+
+    def _mark(self, marker: str) -> None:
+        self._write(marker, owner=self)
+
+    def end(self) -> None:
+        """The session ended: end its line of markers, if it holds the current line."""
+        with _STDOUT_LOCK:
+            if _Line.owner is self:
+                self._write_locked("\n", owner=None)
 
     def from_client(self, data: bytes, messages: int) -> None:
-        self._write(CLIENT_MESSAGE * messages if messages else CLIENT_PARTIAL)
+        self._mark(CLIENT_MESSAGE * messages if messages else CLIENT_PARTIAL)
 
     def from_target(self, data: bytes) -> None:
-        self._write(TARGET_READ)
+        self._mark(TARGET_READ)
 
     def sent_to_target(self, complete: bool) -> None:
-        self._write(TARGET_SENT if complete else TARGET_PARTIAL)
+        self._mark(TARGET_SENT if complete else TARGET_PARTIAL)
 
     def sent_to_client(self, complete: bool) -> None:
-        self._write(CLIENT_SENT if complete else CLIENT_PARTIAL_SEND)
+        self._mark(CLIENT_SENT if complete else CLIENT_PARTIAL_SEND)
 
 
 def hexdump(data: bytes) -> list[str]:
@@ -144,11 +173,14 @@ class TrafficDump:
 
 
 class SessionTap:
-    """The taps of one session, called in order; ``close()`` ends the recording."""
+    """The taps of one session, called in order; ``close()`` ends the recording and the
+    line of ``--traffic`` markers."""
 
-    def __init__(self, taps: list[Tap], recorder: Recorder | None = None) -> None:
+    def __init__(self, taps: list[Tap], recorder: Recorder | None = None,
+                 markers: TrafficMarkers | None = None) -> None:
         self._taps = tuple(taps)
         self._recorder = recorder
+        self._markers = markers
 
     def from_client(self, data: bytes, messages: int) -> None:
         for tap in self._taps:
@@ -167,6 +199,8 @@ class SessionTap:
             tap.sent_to_client(complete)
 
     def close(self) -> None:
+        if self._markers is not None:
+            self._markers.end()
         if self._recorder is not None:
             self._recorder.close()
 
@@ -189,12 +223,14 @@ def session_tap(
         OSError: the recording cannot be created (as in websockify, the session fails).
     """
     taps: list[Tap] = []
+    markers = None
     if settings.traffic:
-        taps.append(TrafficMarkers())
+        markers = TrafficMarkers()
+        taps.append(markers)
     if settings.traffic_dump > 0:
         taps.append(TrafficDump(client_label, session_id, settings.traffic_dump))
     recorder = None
     if settings.record:
         recorder = Recorder(settings.record, session_id, log_message)
         taps.append(recorder)
-    return SessionTap(taps, recorder) if taps else None
+    return SessionTap(taps, recorder, markers) if taps else None

@@ -3,8 +3,8 @@
 ``http.server.SimpleHTTPRequestHandler``'s semantics, as websockify serves them, rooted at
 DIR **without chdir** (websockify chdirs, which breaks relative token paths, spec §13.14):
 index files, ``301`` for a directory without ``/``, listings (``404 Not Found`` with
-``--file-only``), ``404 File not found``, ``If-Modified-Since`` → ``304``, HEAD. Symlinks
-are followed (Debian's noVNC is made of them), but no request path climbs out of DIR.
+``--file-only``), ``404 File not found``, ``If-Modified-Since`` → ``304``, HEAD. No request
+path climbs out of DIR, and neither does a symlink unless ``--web-follow-symlinks``.
 
 Layers: ``plan`` is pure (request path + settings → what to answer); ``respond`` does the
 file I/O and writes through the handler. The handler runs ``--web-auth`` before ``respond``
@@ -140,7 +140,7 @@ def translate_path(root: str, path: str) -> str | None:
 
     Decodes once (``%252e`` stays the literal name ``%2e``), refuses NUL, backslashes and
     undecodable bytes, and normalises ``..`` away as http.server does (``/../x`` is
-    ``/x``); what remains cannot leave ``root`` lexically. Symlinks are followed later.
+    ``/x``); what remains cannot leave ``root`` lexically. Symlinks are checked later.
     """
     try:
         decoded = urllib.parse.unquote(path, errors="strict")
@@ -236,7 +236,7 @@ def respond(handler: Handler, settings: Settings, head: bool) -> None:
     elif isinstance(answer, Builtin):
         _builtin(handler, settings, answer, head)
     elif isinstance(answer, LocalPath):
-        _local(handler, answer, settings.file_only, head)
+        _local(handler, answer, settings, head)
     elif isinstance(answer, NotFound):
         handler.send_error(HTTPStatus.NOT_FOUND, FILE_NOT_FOUND)
     else:
@@ -276,22 +276,28 @@ def _builtin(handler: Handler, settings: Settings, answer: Builtin, head: bool) 
     _send_bytes(handler, data, content_type(answer.name), head, no_cache)
 
 
-def _local(handler: Handler, answer: LocalPath, file_only: bool, head: bool) -> None:
-    path = answer.path
+def _local(handler: Handler, answer: LocalPath, settings: Settings, head: bool) -> None:
+    path = _confined(settings, answer.path)
+    if path is None:
+        handler.send_error(HTTPStatus.NOT_FOUND, FILE_NOT_FOUND)
+        return
+    shown = answer.path  # the name asked for decides the Content-type, as in http.server
     if os.path.isdir(path):
         if not answer.trailing_slash:
             _redirect(handler, _with_slash(handler.path))
             return
         for index in ("index.html", "index.htm"):
             if os.path.isfile(os.path.join(path, index)):
-                path = os.path.join(path, index)
+                shown = index
+                path = _confined(settings, os.path.join(path, index)) or ""
                 break
         else:
-            _listing(handler, path, file_only, head)
+            _listing(handler, path, settings.file_only, head)
             return
-    elif answer.trailing_slash or not os.path.isfile(path):
-        # A file asked for as a directory is 404 (CPython issue 17324); so is anything
-        # that is not a regular file (a FIFO would block the open).
+    elif answer.trailing_slash:
+        path = ""  # a file asked for as a directory is 404 (CPython issue 17324)
+    if not os.path.isfile(path):
+        # Also anything that is not a regular file (a FIFO would block the open).
         handler.send_error(HTTPStatus.NOT_FOUND, FILE_NOT_FOUND)
         return
     try:
@@ -300,7 +306,22 @@ def _local(handler: Handler, answer: LocalPath, file_only: bool, head: bool) -> 
         handler.send_error(HTTPStatus.NOT_FOUND, FILE_NOT_FOUND)
         return
     with file:
-        _send_file(handler, file, path, head)
+        _send_file(handler, file, shown, head)
+
+
+def _confined(settings: Settings, path: str) -> str | None:
+    """``path`` with its symlinks resolved, or None when they lead out of ``--web DIR``.
+
+    websockify follows every symlink: a directory link to ``/`` under DIR served
+    ``/etc/shadow`` (#15 Reliability 2). ``--web-follow-symlinks`` restores that; by
+    default a link is served only when its resolved path stays inside DIR (itself
+    resolved, so DIR may be a link). The resolved path is what gets opened.
+    """
+    if settings.web_follow_symlinks:
+        return path
+    root = os.path.realpath(settings.web or "/")
+    real = os.path.realpath(path)
+    return real if os.path.commonpath([root, real]) == root else None
 
 
 def _send_file(handler: Handler, file: BinaryIO, path: str, head: bool) -> None:

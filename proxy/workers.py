@@ -32,6 +32,8 @@ import time
 from collections.abc import Callable
 from types import FrameType
 
+from proxy import sdnotify
+
 log = logging.getLogger(__name__)
 
 #: A worker that exits abnormally sooner than this after its start is not restarted.
@@ -104,7 +106,9 @@ class Supervisor:
                 self.children.clear()
                 signal.signal(signal.SIGTERM, signal.SIG_IGN)
                 signal.signal(signal.SIGINT, signal.SIG_IGN)
-                signal.signal(signal.SIGHUP, signal.SIG_DFL)
+                # Ignored until the worker's own handler is in (proxy.runner): a reload
+                # forwarded to a worker still starting must not end it (#16).
+                signal.signal(signal.SIGHUP, signal.SIG_IGN)
                 signal.pthread_sigmask(signal.SIG_UNBLOCK, _HANDLED)
                 _die_with_parent(parent)
                 status = self.work(index)
@@ -127,6 +131,7 @@ class Supervisor:
     def _on_stop(self, signum: int, frame: FrameType | None) -> None:
         if not self.stopping:
             self.stopping = True
+            sdnotify.notify("STOPPING=1")
             self.kill_at = time.monotonic() + self.stop_within + KILL_AFTER
         self._forward(WORKER_STOP)  # a second one ends a drain at once, as in one process
 
@@ -140,7 +145,7 @@ class Supervisor:
         Args:
             on_hup: the parent's own SIGHUP work, after forwarding it (None: keep the
                 default action, which ends the parent and so, by PR_SET_PDEATHSIG, the
-                workers, as websockify dies on SIGHUP).
+                workers: a hangup of the terminal, proxy.runner.hangup_ends_process).
         """
         previous = {sig: signal.signal(sig, self._on_stop)
                     for sig in (signal.SIGTERM, signal.SIGINT)}
@@ -150,6 +155,7 @@ class Supervisor:
             for index in range(self.count):
                 self.spawn(index)
             while self.children:
+                sdnotify.watchdog()  # the parent is the main process systemd watches (#16)
                 self._reap()
                 if self.hup_pending and on_hup is not None:
                     # Here, not in the handler: it may have interrupted a logging call.

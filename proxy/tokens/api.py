@@ -20,6 +20,7 @@ from urllib.parse import quote
 
 from proxy.errors import StartupError
 from proxy.tokens.base import BasePlugin, import_extra
+from proxy.tokens.files import warn_if_unreadable
 
 log = logging.getLogger(__name__)
 
@@ -27,6 +28,8 @@ log = logging.getLogger(__name__)
 TOKEN_API_TIMEOUT = 5.0  # seconds
 #: Largest token-API answer read.
 MAX_ANSWER = 64 * 1024  # bytes
+#: Tokens that are RFC 3986 dot-segments (``%2E%2E`` arrives decoded as ``..``).
+DOT_SEGMENTS = (".", "..")
 
 
 @dataclass(frozen=True)
@@ -52,10 +55,10 @@ class BaseTokenAPI(BasePlugin):
     """GET the ``--token-source`` URL with ``%s`` replaced by the token; answer ``host:port``.
 
     Beyond websockify: the token is URL-encoded (websockify inserts it raw, so ``a/b``
-    became a path segment, spec §8.4) and the request has a timeout (``timeout``
-    attribute, seconds). A non-2xx answer means "not found". Subclasses may override
-    ``process_result(resp)`` as with websockify; ``resp`` has ``text``, ``content``,
-    ``json()``, ``status_code`` and ``ok``.
+    became a path segment, spec §8.4), the tokens ``.`` and ``..`` are not found without
+    a request, and the request has a timeout (``timeout`` attribute, seconds). A non-2xx
+    answer means "not found". Subclasses may override ``process_result(resp)`` as with
+    websockify; ``resp`` has ``text``, ``content``, ``json()``, ``status_code`` and ``ok``.
     """
 
     timeout = TOKEN_API_TIMEOUT
@@ -76,6 +79,11 @@ class BaseTokenAPI(BasePlugin):
         return [host, port]
 
     def lookup(self, token: str) -> Any:
+        if token in DOT_SEGMENTS:
+            # Quoting leaves "." and ".." as they are (unreserved), so they would become
+            # path segments, which a normalising server resolves: "/api/.." answered for
+            # "/" (#15 Reliability 2). Not found, without asking.
+            return None
         resp = self.fetch(self.url_for(token))
         if not resp.ok:
             return None
@@ -130,6 +138,7 @@ class JWTTokenApi(BasePlugin):
         if not src:
             raise StartupError("JWTTokenApi needs --token-source KEYFILE")
         self._path = os.path.abspath(src)
+        warn_if_unreadable(self._path)  # read on every lookup; may appear later
 
     def _load_key(self) -> Any:
         try:

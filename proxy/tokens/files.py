@@ -82,6 +82,24 @@ def parse_token_text(text: str, name: str) -> dict[str, TargetPair]:
     return targets
 
 
+def warn_if_unreadable(path: str) -> None:
+    """Log one warning at start when the token source ``path`` cannot be read now.
+
+    The server starts anyway, as websockify does (the file may appear later; each lookup
+    logs its own error until then), but a typo in ``--token-source`` should not wait for
+    the first connection to show (#16 Operations 2). A directory must be listable; a file
+    is opened without blocking (a FIFO) and closed unread.
+    """
+    try:
+        if os.path.isdir(path):
+            os.listdir(path)
+        else:
+            os.close(os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC))
+    except OSError as exc:
+        log.warning("Token source not readable at start: %s: [Errno %s] %s", path,
+                    exc.errno, exc.strerror)
+
+
 def _signature(path: str) -> Signature | None:
     try:
         st = os.stat(path)
@@ -109,6 +127,7 @@ class ReadOnlyTokenFile(BasePlugin):
         if not src:
             raise StartupError(f"{type(self).__name__} needs --token-source FILE|DIR")
         self._path = os.path.abspath(src)
+        warn_if_unreadable(self._path)
         self._lock = threading.Lock()
         self._files: dict[str, _FileEntry] = {}  # guarded by _lock
         self._table: dict[str, TargetPair] = {}  # guarded by _lock
@@ -119,13 +138,17 @@ class ReadOnlyTokenFile(BasePlugin):
             self._refresh()
             return self._table.get(token)
 
-    def reload(self) -> None:
-        """Read every file again now (SIGHUP), reporting errors afresh."""
+    def reload(self) -> str:
+        """Read every file again now (SIGHUP), reporting errors afresh.
+
+        Returns:
+            What was reloaded, for the runner's one SIGHUP line (#16).
+        """
         with self._lock:
             self._files, self._errors = {}, {}
             self._refresh()
             count = len(self._table)
-        log.info("Reloaded tokens from %s (%d tokens)", self._path, count)
+        return f"tokens from {self._path} ({count} tokens)"
 
     def _list_files(self) -> list[str]:
         if not os.path.isdir(self._path):
@@ -233,6 +256,7 @@ class UnixDomainSocketDirectory(BasePlugin):
         if not src:
             raise StartupError("UnixDomainSocketDirectory needs --token-source DIR")
         self._dir = os.path.abspath(src)
+        warn_if_unreadable(self._dir)
 
     def lookup(self, token: str) -> Any:
         if not is_plain_name(token):

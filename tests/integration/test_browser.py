@@ -217,7 +217,8 @@ def test_novnc_from_npm_as_a_library_shows_the_desktop_and_types_into_it(
     root.mkdir()
     (root / "index.html").write_text(NPM_PAGE)
     (root / "novnc").symlink_to(BROWSER_DIR / "node_modules" / "@novnc" / "novnc")
-    proxy = start_proxy(desktop.port, "--web", str(root), "--file-only")
+    # The link leads out of the web root: allowed only with --web-follow-symlinks (#15).
+    proxy = start_proxy(desktop.port, "--web", str(root), "--file-only", "--web-follow-symlinks")
     result = _novnc(f"http://127.0.0.1:{proxy.port}/", tmp_path, "npm", "yellow")
     _assert_desktop_drawn_and_typing_seen(result, "yellow")
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import http.client
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -44,11 +46,7 @@ def test_daemon_returns_at_once_and_serves(tmp_path: Path, echo_backend: EchoBac
     assert b"  - Backgrounding (daemon)" in result.stderr
     assert b"proxying from" not in result.stderr
     pid_file = tmp_path / "run" / "proxy.pid"
-    deadline = time.monotonic() + TIMEOUT
-    while not pid_file.exists():  # written by the daemon, maybe after the command returned
-        assert time.monotonic() < deadline, "no pid file"
-        time.sleep(0.02)
-    pid = int(pid_file.read_text())
+    pid = int(pid_file.read_text())  # written before the command returned (#16)
     try:
         assert pid != os.getpid()
         wait_port(port, time.monotonic() + 2 * TIMEOUT)
@@ -105,3 +103,106 @@ def test_daemon_bind_failure_is_reported_before_detaching(tmp_path: Path) -> Non
             check=False)
     assert result.returncode == 1
     assert b"Address already in use" in result.stderr
+
+
+def start_daemon(tmp_path: Path, *args: str, inherited: int = 0) -> int:
+    """Run ``--daemon`` with stdio in a file (no pipe whose EOF would wait for the daemon).
+
+    ``inherited``: descriptors a careless launcher leaves open; the daemon closes each
+    of them while detaching, which makes a slow start easy to observe.
+    """
+    fds = [os.open(os.devnull, os.O_RDONLY) for _ in range(inherited)]
+    try:
+        with open(tmp_path / "err.txt", "wb") as err:
+            return subprocess.run(
+                [sys.executable, "-m", "proxy", "--daemon", *args], cwd=tmp_path,
+                env=clean_env(), stdin=subprocess.DEVNULL, stdout=err, stderr=err,
+                pass_fds=fds, timeout=2 * TIMEOUT, check=False).returncode
+    finally:
+        for fd in fds:
+            os.close(fd)
+
+
+#: Descriptors left open to the daemon: closing them while detaching takes some ms.
+INHERITED = 4000
+
+
+def stop_late_daemon(pid_file: Path) -> None:
+    """Stop a daemon whose pid file appeared only after the command returned (the bug)."""
+    deadline = time.monotonic() + TIMEOUT
+    while not pid_file.exists() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    if pid_file.exists():
+        pid = int(pid_file.read_text())
+        os.kill(pid, signal.SIGTERM)
+        wait_gone(pid)
+
+
+def test_the_pid_file_exists_when_the_daemon_command_returns(tmp_path: Path) -> None:
+    """#16 Operations 2: the daemon wrote it itself, in 2 of 10 runs after the command exited."""
+    for run in range(5):
+        pid_file = tmp_path / f"proxy{run}.pid"
+        port = free_port()
+        assert start_daemon(tmp_path, "--pid-file", pid_file.name,
+                            f"127.0.0.1:{port}", "127.0.0.1:1", inherited=INHERITED) == 0
+        text = pid_file.read_text() if pid_file.exists() else "no pid file"
+        if not re.fullmatch(r"\d+\n", text):
+            stop_late_daemon(pid_file)
+        assert text != "no pid file", (tmp_path / "err.txt").read_text()
+        pid = int(text)
+        try:
+            assert not ended(pid)
+            assert Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[1:3] == \
+                [b"-m", b"proxy"]
+            # Answered once serving, SIGTERM handler installed: the pid file is removed.
+            assert plain_get_status(port) == 405
+        finally:
+            os.kill(pid, signal.SIGTERM)
+            wait_gone(pid)
+        assert not pid_file.exists()
+
+
+def plain_get_status(port: int) -> int:
+    """The status of a plain GET / (405 without --web, spec §4.2)."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=TIMEOUT)
+    try:
+        conn.request("GET", "/")
+        return conn.getresponse().status
+    finally:
+        conn.close()
+
+
+def assert_not_listening(port: int) -> None:
+    """Nothing accepts on ``port`` (a daemon that gave up closes its listener at once)."""
+    deadline = time.monotonic() + TIMEOUT
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=TIMEOUT).close()
+        except ConnectionRefusedError:
+            return
+        assert time.monotonic() < deadline, f"port {port} still accepts"
+        time.sleep(0.05)
+
+
+@pytest.mark.parametrize("daemonize", [False, True])
+def test_a_pid_file_that_cannot_be_written_is_one_line_and_exit_1(
+    tmp_path: Path, daemonize: bool
+) -> None:
+    """#15 Reliability 2: a traceback before; now the command reports it (daemon or not)."""
+    port = free_port()
+    args = ["--pid-file", "missing/proxy.pid", f"127.0.0.1:{port}", "127.0.0.1:1"]
+    if daemonize:
+        status = start_daemon(tmp_path, *args)
+    else:
+        with open(tmp_path / "err.txt", "wb") as err:
+            status = subprocess.run([sys.executable, "-m", "proxy", *args], cwd=tmp_path,
+                                    env=clean_env(), stdin=subprocess.DEVNULL, stdout=err,
+                                    stderr=err, timeout=2 * TIMEOUT, check=False).returncode
+    err_text = (tmp_path / "err.txt").read_text()
+    assert status == 1, err_text
+    assert err_text.splitlines()[-1] == (
+        f"cannot write pid file '{tmp_path}/missing/proxy.pid': No such file or directory")
+    assert "Traceback" not in err_text
+    assert "proxying from" not in err_text
+    assert_not_listening(port)
+    assert os.listdir(tmp_path) == ["err.txt"]  # no temporary file left behind

@@ -8,7 +8,7 @@ elsewhere are referenced from docs/reliability.rst (test_close.py, test_proxying
 
 from __future__ import annotations
 
-import os
+import sys
 import socket
 import struct
 import time
@@ -286,20 +286,26 @@ def test_a_client_that_vanishes_mid_session_closes_the_target(
     proxy.wait_for_log("Client closed connection")
 
 
-def test_a_full_disk_under_record_stops_the_recording_not_the_session(
+#: ``python -m proxy`` with a 4 KiB file size limit: writes past it fail (EFBIG), as on a
+#: full disk. --record refuses a symlink to /dev/full (issue #15), hence the limit.
+SMALL_FILES = [sys.executable, "-c",
+               "import resource, runpy, sys; "
+               "resource.setrlimit(resource.RLIMIT_FSIZE, (4096, 4096)); "
+               "sys.argv[0] = 'proxy'; runpy.run_module('proxy', run_name='__main__')"]
+
+
+def test_a_failing_write_under_record_stops_the_recording_not_the_session(
     start_proxy: StartProxy, echo_backend: EchoBackend, tmp_path: Path
 ) -> None:
-    prefix = tmp_path / "rec"
-    for n in range(1, 20):  # session numbers: wait_port's probe counts too
-        os.symlink("/dev/full", f"{prefix}.{n}")
-    proxy = start_proxy(echo_backend.port, "--record", str(prefix))
+    proxy = start_proxy(echo_backend.port, "--record", str(tmp_path / "rec"),
+                        command=SMALL_FILES)
     with WSClient.connect(proxy.port) as ws:
-        for _ in range(3):
-            ws.send_binary(b"data" * 100)
-            assert ws.recv_bytes(400) == b"data" * 100
+        for _ in range(6):  # about 2 KiB recorded each way per message: past 4 KiB
+            ws.send_binary(b"data" * 250)
+            assert ws.recv_bytes(1000) == b"data" * 250
         ws.close()
         assert ws.recv_close().code == 1000
-    line = proxy.wait_for_log("stopped: [Errno 28] No space left on device")
+    line = proxy.wait_for_log("stopped: [Errno 27] File too large")
     assert "recording to" in line
     assert "handler exception" not in proxy.stderr()
 

@@ -60,9 +60,10 @@ def test_traffic_prints_the_legend_then_a_marker_per_send_receive_and_close(
         assert stdout_of_length(proxy, len(LEGEND) + 4) == LEGEND + "}>{<"
         ws.close()
         ws.recv_close()
-        assert stdout_of_length(proxy, len(LEGEND) + 7) == LEGEND + "}>{<}.<"
+        # The session's end ends its line (#16 Operations 2; websockify leaves it open).
+        assert stdout_of_length(proxy, len(LEGEND) + 8) == LEGEND + "}>{<}.<\n"
     assert proxy.stop() == 0
-    assert proxy.stdout() == LEGEND + "}>{<}.<"
+    assert proxy.stdout() == LEGEND + "}>{<}.<\n"
 
 
 def test_traffic_marks_a_client_read_that_completes_no_message(
@@ -153,7 +154,7 @@ def test_log_file_gets_the_same_lines_appended_and_reopens_on_sighup(
 
     log.rename(proxy.tmp_path / "ws.log.1")
     proxy.send_signal(signal.SIGHUP)
-    wait_for(lambda: log.exists() and f"Reopened log file {log}\n" in log.read_text(),
+    wait_for(lambda: log.exists() and f"SIGHUP: reloaded log file {log}\n" in log.read_text(),
              "the reopened log file")
     with WSClient.connect(proxy.port) as ws:
         ws.send_binary(b"x")
@@ -161,7 +162,7 @@ def test_log_file_gets_the_same_lines_appended_and_reopens_on_sighup(
     new = wait_for(lambda: t if "connecting to:" in (t := log.read_text()) else None,
                    "connection lines in the new file")
     lines = new.splitlines()
-    assert lines[0] == f"Reopened log file {log}"
+    assert lines[0] == f"SIGHUP: reloaded log file {log}"
     assert "127.0.0.1: new handler Thread" in lines
     assert re.search(f"^{PREFIX}127\\.0\\.0\\.1: Plain non-SSL \\(ws://\\) WebSocket "
                      "connection$", new, re.M)
@@ -251,6 +252,26 @@ def test_a_recording_that_cannot_be_opened_closes_1011_and_spares_the_server(
     with WSClient.connect(proxy.port) as ws:  # the server goes on
         ws.send_binary(b"now recorded")
         assert ws.recv_bytes(12) == b"now recorded"
+
+
+def test_a_planted_symlink_recording_closes_1011_and_is_not_followed(
+    start_proxy: StartProxy, echo_backend: EchoBackend
+) -> None:
+    """#15 Reliability 2: websockify truncates what ``PREFIX.N`` points to."""
+    proxy = start_proxy(echo_backend.port, "--record", "rec")
+    victim = proxy.tmp_path / "victim"
+    victim.write_text("precious")
+    # The readiness probe was session 1 (docs/logging.rst); plant the next few numbers.
+    for n in range(2, 6):
+        (proxy.tmp_path / f"rec.{n}").symlink_to(victim)
+    with WSClient.connect(proxy.port) as ws:
+        close = ws.recv_close()
+    assert (close.code, close.reason) == (1011, "Failed to open the recording")
+    line = proxy.wait_for_log("handler exception:")
+    assert re.search(f"handler exception: \\[Errno 40\\] is a symbolic link, not followed: "
+                     f"'{re.escape(str(proxy.tmp_path / 'rec'))}\\.[2-5]'$", line), line
+    assert victim.read_text() == "precious"
+    assert not echo_backend.connections
 
 
 def test_record_writes_websockifys_format_and_replay_reads_it(

@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from tests.conftest import TIMEOUT
 from tests.integration.conftest import StartProxy
@@ -38,10 +39,11 @@ def scrape(port: int, path: str = "/metrics") -> dict[str, float]:
     assert response.status == 200, response
     assert response.header("Content-Type") == "text/plain; version=0.0.4; charset=utf-8"
     samples = {}
-    for line in response.body.decode().splitlines():
-        if line and not line.startswith("#"):
-            name, value = line.rsplit(" ", 1)
-            samples[name] = float(value)
+    # A real Prometheus text-format parser (issue #16): every family must parse.
+    for family in text_string_to_metric_families(response.body.decode()):
+        for sample in family.samples:
+            labels = ",".join(f'{k}="{v}"' for k, v in sorted(sample.labels.items()))
+            samples[f"{sample.name}{{{labels}}}" if labels else sample.name] = sample.value
     return samples
 
 
@@ -258,7 +260,7 @@ def test_sighup_reloads_token_files(tmp_path: Path, start_proxy: StartProxy,
                         "--token-source", str(tokens), positionals=["127.0.0.1:{port}"])
     tokens.write_text(f"abc: 127.0.0.1:{echo_backend.port}\nxyz: 127.0.0.1:1\n")
     proxy.send_signal(signal.SIGHUP)
-    proxy.wait_for_log(f"Reloaded tokens from {tokens} (2 tokens)")
+    assert proxy.wait_for_log("SIGHUP: ") == f"SIGHUP: reloaded tokens from {tokens} (2 tokens)"
     assert proxy.proc is not None and proxy.proc.poll() is None
     with WSClient.connect(proxy.port, "/?token=abc") as client:
         client.send_binary(b"ok")

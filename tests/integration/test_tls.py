@@ -169,7 +169,7 @@ def test_sighup_reloads_the_certificate_for_new_connections(
     try:
         shutil.copy(pki.other_server, cert)
         proxy.send_signal(signal.SIGHUP)
-        proxy.wait_for_log(f"Reloaded TLS certificate {cert}")
+        proxy.wait_for_log(f"SIGHUP: reloaded TLS certificate {cert}")
         assert wss_echo(proxy.port, pki.client_context()) == "renewed.test"
         old.send_binary(b"still here")
         assert old.recv() == b"still here"

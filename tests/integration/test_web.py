@@ -53,6 +53,22 @@ def test_web_serves_files_and_upgrades_on_the_same_port(
         assert client.recv_bytes(21) == b"through the same port"
 
 
+def test_a_symlink_out_of_the_web_root_is_served_only_with_follow_symlinks(
+        start_proxy: StartProxy, echo_backend: EchoBackend, site: Path) -> None:
+    """#15 Reliability 2: a directory link to / under DIR served /etc/shadow (websockify)."""
+    outside = site.parent / "outside"
+    outside.mkdir()
+    (outside / "shadow").write_text("root:secret\n")
+    (site / "etc").symlink_to(outside, target_is_directory=True)
+    (site / "home.html").symlink_to(site / "index.html")  # inside: served
+    proxy = start_proxy(echo_backend.port, "--web", str(site))
+    assert get(proxy, "/etc/shadow")[:2] == (404, "File not found")
+    assert get(proxy, "/etc/")[:2] == (404, "File not found")
+    assert get(proxy, "/home.html")[3] == b"<p>index</p>"
+    following = start_proxy(echo_backend.port, "--web", str(site), "--web-follow-symlinks")
+    assert get(following, "/etc/shadow")[::3] == (200, b"root:secret\n")
+
+
 def test_file_only_banner_and_listing_refusal(
         start_proxy: StartProxy, echo_backend: EchoBackend, site: Path) -> None:
     proxy = start_proxy(echo_backend.port, "--web", str(site), "--file-only")

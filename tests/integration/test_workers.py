@@ -200,7 +200,8 @@ def test_sighup_reopens_the_log_file_in_every_process(start_proxy: StartProxy,
     log.rename(proxy.tmp_path / "ws.log.1")
     assert proxy.proc is not None
     os.kill(proxy.proc.pid, signal.SIGHUP)  # to the parent only: it forwards
-    assert wait_for(lambda: log.exists() and log.read_text().count("Reopened log file") == 3,
+    assert wait_for(lambda: log.exists() and
+                    log.read_text().count(f"SIGHUP: reloaded log file {log}") == 3,
                     "three reopened log files")
     for worker in pids:
         with only(worker, pids):

@@ -34,6 +34,13 @@ def no_websockify_env(monkeypatch: pytest.MonkeyPatch) -> None:
         (["x6080", "h:1"], "Error parsing listen port"),
         (["6080", "host"], "Error parsing target"),
         (["6080", "host:port"], "Error parsing target port"),
+        # #16 Operations 2: websockify wraps these (99999 -> 34463, 70000 -> 4464).
+        (["127.0.0.1:99999", "h:1"], "Error parsing listen port"),
+        (["65536", "h:1"], "Error parsing listen port"),
+        (["127.0.0.1:-1", "h:1"], "Error parsing listen port"),
+        (["6080", "h:70000"], "Error parsing target port"),
+        (["6080", "h:0"], "Error parsing target port"),
+        (["6080", "h:-5900"], "Error parsing target port"),
         (["6080", "h:1", "extra"], "Too many arguments"),
         (["--bogus", "6080", "h:1"], "no such option: --bogus"),
         (["--bogus=1", "6080", "h:1"], "no such option: --bogus"),
@@ -58,6 +65,8 @@ def test_usage_errors_match_websockify_byte_for_byte(
         (["[::1]:6080", "[::1]:5900"], ("::1", 6080), ("::1", 5900)),
         (["::1:6080", "::1:5900"], ("::1", 6080), ("::1", 5900)),
         (["6080", "-v", "h:1"], ("", 6080), ("h", 1)),
+        (["0", "h:65535"], ("", 0), ("h", 65535)),  # the ends of the ranges (#16)
+        (["65535", "h:1"], ("", 65535), ("h", 1)),
     ],
 )
 def test_positional_forms(argv: list[str], listen: tuple[str, int], target: tuple[str, int]) -> None:
@@ -96,6 +105,7 @@ def test_environment_variables_set_options(monkeypatch: pytest.MonkeyPatch) -> N
         (["--web-auth", "1", "h:2"], "You must use --auth-plugin to use --web-auth"),
         (["--web-auth", "--auth-plugin", "X", "1", "h:2"], "You must use --web to use --web-auth"),
         (["--legacy-syslog", "1", "h:2"], "You must use --syslog to use --legacy-syslog"),
+        (["--web-follow-symlinks", "1", "h:2"], "You must use --web to use --web-follow-symlinks"),
         (["--syslog", "host:notint", "1", "h:2"], "Error parsing syslog port"),
         (["--ssl-only", "1", "h:2"], "SSL only and self.pem not found"),
         (["--unix-listen", "s", "--unix-listen-mode", "9x"], "Error parsing listen unix socket mode"),
@@ -202,6 +212,22 @@ def test_an_unknown_config_file_key_is_a_usage_error(tmp_path: object,
         parse_cli(["--config", str(config), "1", "h:2"])
     assert info.value.code == 2
     assert capsys.readouterr().err.endswith("websockify: error: no such option: --no-such-thing\n")
+
+
+@pytest.mark.parametrize("form", [["--config", "{}"], ["-c", "{}"], ["--config={}"]])
+def test_a_config_file_that_is_not_utf8_is_a_usage_error(
+        tmp_path: object, capsys: pytest.CaptureFixture[str], form: list[str]) -> None:
+    """#15 Reliability 2: a traceback (UnicodeDecodeError) before."""
+    import pathlib
+
+    config = pathlib.Path(str(tmp_path)) / "ws.conf"
+    config.write_bytes(b"verbose = true\n\xff\xfe\n")
+    with pytest.raises(SystemExit) as info:
+        parse_cli([arg.format(config) for arg in form] + ["1", "h:2"])
+    assert info.value.code == 2
+    assert capsys.readouterr().err == (
+        f"{USAGE}\nwebsockify: error: Unable to read config file: {config}. Error: 'utf-8' "
+        "codec can't decode byte 0xff in position 15: invalid start byte\n")
 
 
 def test_help_starts_with_the_usage_block_and_lists_options_in_websockify_order(

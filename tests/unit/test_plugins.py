@@ -81,6 +81,24 @@ def test_a_plugin_that_cannot_be_found_is_a_startup_error(name: str, message: st
     assert info.value.status == 1
 
 
+@pytest.mark.parametrize(
+    ("module", "source", "message"),
+    [
+        ("raising_plugin", "raise RuntimeError('no config')\n", "RuntimeError: no config"),
+        ("syntax_plugin", "def f(:\n", "SyntaxError: invalid syntax (syntax_plugin.py, line 1)"),
+    ],
+)
+def test_a_plugin_module_that_fails_to_import_is_a_startup_error(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, module: str, source: str,
+        message: str) -> None:
+    """#15 Reliability 2: anything but ImportError from the module was a traceback."""
+    (tmp_path / f"{module}.py").write_text(source)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    with pytest.raises(StartupError) as info:
+        load_plugin(f"{module}.P", "auth", None)
+    assert str(info.value) == f"cannot load auth plugin {module}.P: {message}"
+
+
 def test_a_plugin_constructor_failure_is_a_startup_error(tmp_path: Path,
                                                          monkeypatch: pytest.MonkeyPatch) -> None:
     (tmp_path / "broken_plugin.py").write_text(

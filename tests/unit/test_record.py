@@ -78,6 +78,50 @@ def test_an_existing_recording_is_truncated(tmp_path: Path) -> None:
     assert (tmp_path / "t.1").read_text() == "var VNC_frame_data = [\n'EOF'];\n"
 
 
+def test_a_planted_symlink_is_refused_and_its_target_left_intact(tmp_path: Path) -> None:
+    """#15 Reliability 2: websockify follows ``PREFIX.N`` -> victim and truncates the victim."""
+    victim = tmp_path / "victim"
+    victim.write_text("precious")
+    (tmp_path / "rec.3").symlink_to(victim)
+    with pytest.raises(OSError) as info:
+        Recorder(str(tmp_path / "rec"), 3)
+    assert str(info.value) == (
+        f"[Errno 40] is a symbolic link, not followed: '{tmp_path}/rec.3'")
+    assert victim.read_text() == "precious"
+
+
+def test_a_dangling_symlink_is_refused_and_creates_nothing(tmp_path: Path) -> None:
+    (tmp_path / "rec.1").symlink_to(tmp_path / "created")
+    with pytest.raises(OSError):
+        Recorder(str(tmp_path / "rec"), 1)
+    assert not (tmp_path / "created").exists()
+
+
+def test_a_fifo_is_refused_without_blocking(tmp_path: Path) -> None:
+    """A planted FIFO with a reader opens; it is still no regular file."""
+    fifo = tmp_path / "rec.1"
+    os.mkfifo(fifo)
+    reader = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)
+    try:
+        with pytest.raises(OSError) as info:
+            Recorder(str(tmp_path / "rec"), 1)
+    finally:
+        os.close(reader)
+    assert str(info.value) == (
+        f"[Errno 17] is not a regular file, not recorded to: '{tmp_path}/rec.1'")
+
+
+def test_a_hard_linked_file_is_refused_and_left_intact(tmp_path: Path) -> None:
+    victim = tmp_path / "victim"
+    victim.write_text("precious")
+    os.link(victim, tmp_path / "rec.2")
+    with pytest.raises(OSError) as info:
+        Recorder(str(tmp_path / "rec"), 2)
+    assert str(info.value) == (
+        f"[Errno 31] has other hard links, not truncated: '{tmp_path}/rec.2'")
+    assert victim.read_text() == "precious"
+
+
 @pytest.mark.parametrize(
     ("data", "text"),
     [(b"plain", "plain"), (b"'", "\\'"), (b"\\", "\\\\"), (b"\t\r\n", "\\t\\r\\n"),

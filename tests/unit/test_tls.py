@@ -317,7 +317,7 @@ def test_open_connections_keep_their_certificate_across_a_reload(
             assert not server.server_tls.reload()
             with wss(server.port, pki.client_context()) as after:
                 assert peer_common_name(after.sock) == "renewed.test"  # type: ignore[arg-type]
-    assert f"Reloaded TLS certificate {cert}" in caplog.messages
+    assert not [m for m in caplog.messages if m.startswith("Reloaded")]  # the runner logs (#16)
     warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
     assert any(m.startswith("TLS certificate not reloaded, keeping the previous one: ")
                for m in warnings), warnings

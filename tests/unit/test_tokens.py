@@ -164,6 +164,38 @@ def test_a_missing_token_file_is_logged_once_and_finds_nothing(
     assert len(errors) == 1 and os.path.abspath("relative-missing") in errors[0]
 
 
+@pytest.mark.parametrize(
+    ("plugin", "source", "reason"),
+    [
+        ("TokenFile", "missing.conf", "[Errno 2] No such file or directory"),
+        ("ReadOnlyTokenFile", "file/below-a-file", "[Errno 20] Not a directory"),
+        ("UnixDomainSocketDirectory", "missing.d", "[Errno 2] No such file or directory"),
+        ("JWTTokenApi", "missing.key", "[Errno 2] No such file or directory"),
+    ],
+)
+def test_an_unreadable_token_source_is_one_warning_at_start(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture, plugin: str, source: str,
+        reason: str) -> None:
+    """#16 Operations 2: the plugin starts (the file may appear later) and says why once."""
+    if plugin == "JWTTokenApi":
+        pytest.importorskip("jwcrypto.jwt")
+    (tmp_path / "file").write_text("")
+    path = tmp_path / source
+    with caplog.at_level(logging.INFO):
+        load_plugin(plugin, "token", str(path))
+    assert [(r.levelno, r.getMessage()) for r in caplog.records] == [
+        (logging.WARNING, f"Token source not readable at start: {path}: {reason}")]
+
+
+def test_a_readable_token_source_logs_nothing_at_start(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    (tmp_path / "t.conf").write_text("a: h:1\n")
+    with caplog.at_level(logging.DEBUG):
+        load_plugin("TokenFile", "token", str(tmp_path / "t.conf"))
+        load_plugin("TokenFile", "token", str(tmp_path))
+    assert caplog.records == []
+
+
 def test_a_hundred_threads_look_up_while_the_file_is_rewritten(tmp_path: Path) -> None:
     """The shared cache never answers None or a half-read table during reloads."""
     source = tmp_path / "tokens"
@@ -308,6 +340,21 @@ def test_json_token_api_url_encodes_the_token(tmp_path: Path) -> None:
                                   headers())
         assert info.value.status == 500
     assert api.paths == ["/t/a%2Fb%3Fc%26d%20e%2B", "/t/plain", "/t/unknown", "/t/broken"]
+
+
+@pytest.mark.parametrize("query", ["..", ".", "%2E%2E", "%2e", ".%2E"])
+def test_dot_segment_tokens_are_not_found_without_asking_the_api(query: str) -> None:
+    """#15 Reliability 2: ``/api/..`` is ``/`` to a server that normalises paths."""
+    answers = {path: (200, b'{"host": "10.9.9.9", "port": 22}')
+               for path in ("/", "/api", "/api/", "/api/.", "/api/..")}
+    with TokenAPI(answers) as api:
+        plugin = tokens.JSONTokenApi(f"http://127.0.0.1:{api.port}/api/%s")
+        with pytest.raises(TokenError) as info:
+            access.resolve_target(Settings(token_plugin="x"), plugin, f"/?token={query}",
+                                  headers())
+        assert info.value.status == 404
+        assert plugin.lookup("...") is None  # three dots is an ordinary name: asked
+    assert api.paths == ["/api/..."]
 
 
 def test_base_token_api_answers_host_colon_port_and_errors_mean_not_found() -> None:

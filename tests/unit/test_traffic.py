@@ -48,6 +48,38 @@ def test_each_relay_event_prints_websockifys_marker(event: object, expected: str
     assert out.getvalue() == LEGEND + expected
 
 
+def test_the_end_of_a_session_ends_its_line_of_markers() -> None:
+    """#16 Operations 2: websockify leaves the line open; the next log line ran into it."""
+    tap, out = markers()
+    tap.from_client(b"ab", 1)
+    tap.sent_to_target(True)
+    tap.end()
+    tap.end()  # once only
+    assert out.getvalue() == LEGEND + "}>\n"
+
+
+def test_a_session_without_markers_adds_no_empty_line() -> None:
+    tap, out = markers()
+    tap.end()
+    assert out.getvalue() == LEGEND
+
+
+def test_markers_of_concurrent_sessions_never_share_a_line() -> None:
+    """Each line of markers holds one session's: a switch of session starts a new line."""
+    out = io.StringIO()
+    first = TrafficMarkers(lambda: out)
+    first.from_client(b"a", 1)
+    second = TrafficMarkers(lambda: out)  # the legend's leading newline ends first's line
+    second.from_target(b"b")
+    first.sent_to_target(True)  # a new line, not after second's "{"
+    first.from_target(b"c")
+    second.sent_to_client(True)
+    first.end()  # second holds the line: nothing to end for first
+    second.end()
+    assert out.getvalue() == LEGEND + "}" + LEGEND + "{" + "\n>{" + "\n<" + "\n"
+    assert out.getvalue().split(LEGEND)[-1].splitlines() == ["{", ">{", "<"]
+
+
 def test_markers_go_nowhere_when_stdout_is_gone() -> None:
     """A missing stdout (None) or a closed one never raises into the relay."""
     TrafficMarkers(lambda: None).from_target(b"x")
@@ -107,7 +139,7 @@ def test_the_session_tap_calls_every_enabled_tap(
         tap.sent_to_client(False)
     tap.close()
     tap.close()
-    assert capsys.readouterr().out == LEGEND + "}>{<."
+    assert capsys.readouterr().out == LEGEND + "}>{<.\n"  # the session's line ended (#16)
     assert logged == [f"opening record file: {tmp_path / 'rec.3'}"]
     assert len(caplog.records) == 2 and "session 3: client -> target: 2 bytes" in caplog.text
     text = (tmp_path / "rec.3").read_text()

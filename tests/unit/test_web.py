@@ -300,11 +300,40 @@ def test_a_double_encoded_name_is_a_literal_file_name(tree: Path) -> None:
         assert client.request("/%252e%252e").body == b"a file literally named %2e%2e"
 
 
-def test_symlinks_inside_the_root_are_followed(tree: Path) -> None:
-    """As websockify (Debian's noVNC is made of symlinks); the link was put there."""
+def test_symlinks_resolving_inside_the_root_are_followed(tree: Path) -> None:
+    """Debian's noVNC has one (``vnc_auto.html -> vnc.html``)."""
     with running(web=str(tree)) as server, Client(server) as client:
+        got = client.request("/listing/link.txt")
+        assert (got.status, got.body) == ("HTTP/1.1 200 OK", b"hello\n")
+
+
+@pytest.mark.parametrize("path", ["/linked/secret.txt", "/linked/", "/linked", "/secret.txt",
+                                  "/out/", "/out/index.html"])
+def test_symlinks_leading_out_of_the_root_are_404(tree: Path, path: str) -> None:
+    """#15 Reliability 2: websockify follows them (a link to / served /etc/shadow)."""
+    (tree / "secret.txt").symlink_to(tree.parent / "outside" / "secret.txt")
+    (tree / "out").mkdir()
+    (tree / "out" / "index.html").symlink_to(tree.parent / "outside" / "secret.txt")
+    with running(web=str(tree)) as server, Client(server) as client:
+        got = client.request(path)
+        assert got.status == "HTTP/1.1 404 File not found"
+        assert SECRET not in got.body and b"secret.txt" not in got.body
+
+
+def test_web_follow_symlinks_serves_them_as_websockify_does(tree: Path) -> None:
+    with running(web=str(tree), web_follow_symlinks=True) as server, Client(server) as client:
         assert client.request("/linked/secret.txt").body == SECRET
+        assert b"secret.txt" in client.request("/linked/").body  # the listing
+
+
+def test_a_root_that_is_itself_a_symlink_serves_its_files(tree: Path) -> None:
+    """The root is resolved too: ``--web /srv/www`` with ``/srv/www -> /data/www`` works."""
+    alias = tree.parent / "alias"
+    alias.symlink_to(tree, target_is_directory=True)
+    with running(web=str(alias)) as server, Client(server) as client:
+        assert client.request("/hello.txt").body == b"hello\n"
         assert client.request("/listing/link.txt").body == b"hello\n"
+        assert client.request("/linked/secret.txt").status == "HTTP/1.1 404 File not found"
 
 
 def test_if_modified_since_gets_304_and_if_none_match_disables_it(tree: Path) -> None:
