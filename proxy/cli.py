@@ -21,7 +21,7 @@ from proxy.argv import expand_argv
 from proxy.configure import settings_from
 from proxy.forwarded import parse_trusted
 from proxy.settings import (CONNECT_TIMEOUT, MAX_MESSAGE_SIZE, MAX_REQUEST_HEAD, REQUEST_TIMEOUT,
-                            ReplyFrames, Settings, TextFrames)
+                            STALL_TIMEOUT, ReplyFrames, Settings, TextFrames)
 from proxy.sessionlog import LOG_FORMATS
 from proxy.tokens import parse_token_from
 
@@ -223,7 +223,7 @@ def build_parser() -> Parser:
     add("--traffic-dump-bytes", type=optparse_int, default=64, metavar="N",
         help="bytes shown per --traffic-dump entry (default 64)")
     add("--text-frames", type=choice(*(m.value for m in TextFrames)), default="accept",
-        help="accept: forward complete, valid UTF-8 text messages (default); "
+        help="accept: forward text as it arrives, as valid UTF-8 (default); "
              "reject: close 1003 as websockify does")
     add("--ssl-target-cafile", metavar="FILE",
         help="with --ssl-target: trust only the CA certificates in FILE for the target")
@@ -257,6 +257,9 @@ def build_parser() -> Parser:
     add("--heartbeat-timeout", type=seconds, default=0.0, metavar="SECONDS",
         help="close a session (1011) whose client leaves a ping unanswered for SECONDS; "
              "pings every --heartbeat seconds, else every SECONDS/2 (default: off)")
+    add("--stall-timeout", type=seconds, default=STALL_TIMEOUT, metavar="SECONDS",
+        help="end a session whose client or target accepts none of the data queued for it "
+             f"for SECONDS (target: close 1011; 0 = off; default: {STALL_TIMEOUT:g})")
     add("--handshake-timeout", type=seconds, default=REQUEST_TIMEOUT, metavar="SECONDS",
         help=f"deadline for TLS and the HTTP request after the first byte "
              f"(default {REQUEST_TIMEOUT:g})")

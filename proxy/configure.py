@@ -167,6 +167,7 @@ def _limits(opts: argparse.Namespace, error: Error) -> dict[str, Any]:
         "conn_idle_timeout": opts.conn_idle_timeout,
         "max_session_time": opts.max_session_time,
         "heartbeat_timeout": opts.heartbeat_timeout,
+        "stall_timeout": opts.stall_timeout,
         "request_timeout": opts.handshake_timeout,
         "connect_timeout": opts.connect_timeout,
         "max_request_head": opts.max_request_head,

@@ -2,8 +2,13 @@
 
 Pure: ``ClientStream`` turns bytes from the client into bytes for the target and bytes
 for the client (pongs, close frames) and decides when the session closes. It never
-touches a socket; ``relay`` moves the bytes. The close codes and reason strings
-websockify emits (spec §5.5, typos included) live here and nowhere else.
+touches a socket; ``relay`` moves the bytes. The close codes and reasons are in
+``proxy.closes``.
+
+Nothing is held whole (issue #15): binary and text data go on as they arrive (text as
+valid UTF-8 prefixes; websockify and our earlier versions held a text message until it
+was complete), and compressed input is handed to wsproto in slices whose worst-case
+inflation fits the room the relay has towards the target.
 """
 
 from __future__ import annotations
@@ -11,7 +16,6 @@ from __future__ import annotations
 import base64
 import binascii
 import enum
-import re
 import struct
 from dataclasses import dataclass, field
 
@@ -19,42 +23,16 @@ from wsproto import WSConnection
 from wsproto.connection import ConnectionState
 from wsproto.events import BytesMessage, CloseConnection, Event, Ping, Pong, TextMessage
 
-from proxy.settings import ReplyFrames, TextFrames
+from proxy.closes import (INVALID_BASE64, INVALID_DATA, MESSAGE_TOO_BIG, TEXT_UNSUPPORTED,
+                          TOO_BIG, UNSUPPORTED_DATA, CloseInfo, protocol_error)
+from proxy.settings import HIGH_WATER, RECV_SIZE, ReplyFrames, TextFrames
 
-# Close reasons fixed by websockify 0.13.0 (spec §5.5), verbatim.
-TARGET_CLOSED = "Target closed"
-CONNECT_FAILED = "Failed to connect to downstream server"
-TEXT_UNSUPPORTED = "Unsupported: Text frames are not supported"
-FRAME_NOT_MASKED = "Procotol error: Frame not masked"
-UNEXPECTED_CONTINUATION = "Procotol error: Unexpected continuation frame"
-UNEXPECTED_NEW_FRAME = "Procotol error: Unexpected new frame"
-INVALID_UTF8_IN_CLOSE = "Procotol error: Invalid UTF-8 in close"
-UNKNOWN_OPCODE = "Unsupported: Unknown opcode 0x%02x"
-# Ours, for conditions websockify does not detect.
-MESSAGE_TOO_BIG = "Message too big"
-SHUTTING_DOWN = "Server shutting down"
-INVALID_BASE64 = "Invalid base64 data"
-INVALID_UTF8 = "Invalid UTF-8 in text frame"
-IDLE_TIMEOUT = "Idle timeout"
-SESSION_TIME_LIMIT = "Session time limit reached"
-HEARTBEAT_TIMEOUT = "No pong within the heartbeat timeout"
-RECORDING_FAILED = "Failed to open the recording"
-#: Closes that a limit started (the handler logs them at INFO).
-LIMIT_REASONS = frozenset({MESSAGE_TOO_BIG, IDLE_TIMEOUT, SESSION_TIME_LIMIT, HEARTBEAT_TIMEOUT})
-
-NORMAL = 1000
-GOING_AWAY = 1001
-PROTOCOL_ERROR = 1002
-UNSUPPORTED_DATA = 1003
-ABNORMAL = 1006
-INVALID_DATA = 1007
-TOO_BIG = 1009
-INTERNAL_ERROR = 1011
-
-#: Largest piece of a binary message held back to reach the target in one write.
+#: Largest piece of a data frame held back to reach the target in one write.
 COALESCE = 256 * 1024  # bytes
-
-_INVALID_OPCODE = re.compile(r"Invalid opcode (0x[0-9a-fA-F]+)")
+#: Most bytes one byte of deflate data can inflate to: a 258-byte match coded in 2 bits
+#: is 1032 per byte; the slack covers symbols straddling a slice's first and last byte.
+MAX_INFLATE_RATIO = 1032  # bytes out per byte in
+INFLATE_SLACK = 4 * 1024  # bytes
 
 
 class DataMode(enum.Enum):
@@ -64,15 +42,6 @@ class DataMode(enum.Enum):
     BINARY = "binary"
     #: Legacy ``base64`` subprotocol: base64 text frames both ways.
     BASE64 = "base64"
-
-
-@dataclass(frozen=True)
-class CloseInfo:
-    """How a session ended: the close code and reason, and who started the close."""
-
-    code: int
-    reason: str
-    by_client: bool
 
 
 @dataclass
@@ -86,6 +55,12 @@ class Output:
     client_chunks: list[bytes | bytearray] = field(default_factory=list)
     #: Complete data messages decoded from the client (for ``--traffic``).
     messages: int = 0
+    #: Total size of ``target_chunks``.
+    target_size: int = 0
+
+    def add_target(self, chunk: bytes | bytearray) -> None:
+        self.target_chunks.append(chunk)
+        self.target_size += len(chunk)
 
     @property
     def to_target(self) -> bytes:
@@ -113,35 +88,14 @@ def frame_header(first: int, length: int) -> bytes:
     return _LEN64.pack(first, 127, length)
 
 
-def protocol_error(code: int, reason: str) -> tuple[int, str]:
-    """Map a wsproto parse failure to the RFC code and websockify's text where it has one.
-
-    RFC 6455 codes win over websockify's (it answers some violations with 1003, §13.3);
-    the reason keeps websockify's wording so clients matching on it still match (§13.22).
-    """
-    if reason == "server received unexpected unmasked frame":
-        return PROTOCOL_ERROR, FRAME_NOT_MASKED
-    if reason == "unexpected CONTINUATION":
-        return PROTOCOL_ERROR, UNEXPECTED_CONTINUATION
-    if reason.startswith("expected CONTINUATION"):
-        return PROTOCOL_ERROR, UNEXPECTED_NEW_FRAME
-    if reason.startswith("Error decoding CLOSE reason"):
-        return INVALID_DATA, INVALID_UTF8_IN_CLOSE
-    if code == INVALID_DATA:
-        # wsproto passes on Python's decoder message, whose byte position means
-        # nothing to the client.
-        return INVALID_DATA, INVALID_UTF8
-    match = _INVALID_OPCODE.fullmatch(reason)
-    if match:
-        return PROTOCOL_ERROR, UNKNOWN_OPCODE % int(match.group(1), 16)
-    return code, reason
-
-
 class ClientStream:
     """The client's side of one WebSocket session, as the relay sees it.
 
-    Binary chunks go to the target as they arrive (never reassembled); text messages are
-    held until complete so that no partial or invalid UTF-8 reaches the target.
+    Data goes to the target as it arrives, never reassembled into messages: binary
+    chunks as they are, text as the valid UTF-8 prefixes wsproto's incremental decoder
+    yields (a sequence split across frames or reads waits for its remaining bytes only;
+    invalid UTF-8 closes 1007 after what came before it). With permessage-deflate, input
+    waits in ``backlog`` until the caller has room for its worst-case inflation.
     """
 
     def __init__(
@@ -160,7 +114,8 @@ class ClientStream:
         self._text_frames = text_frames
         self._max_message_size = max_message_size
         self._message_size = 0
-        self._text = bytearray()
+        self._b64_held = b""  # base64 text not yet a multiple of 4 characters
+        self._b64_padded = False  # the current base64 message has had its '=' padding
         self._coalesce = coalesce
         self._binary: list[bytes | bytearray] = []  # the current binary message, held back
         self._binary_size = 0
@@ -171,6 +126,10 @@ class ClientStream:
         #: permessage-deflate was negotiated: data frames must go through wsproto.
         self._compressed = compressed
         self._held = b""  # an incomplete UTF-8 sequence at the end of the last text reply
+        # Compressed input not yet fed to wsproto (``receive``), and an EOF behind it.
+        self._backlog = b""
+        self._backlog_pos = 0
+        self._eof_pending = False
         #: Pongs received so far (``--heartbeat-timeout`` watches this count).
         self.pongs = 0
         #: Set once a Close was sent or received (or the client vanished).
@@ -186,17 +145,70 @@ class ClientStream:
         """True once both Close frames were exchanged or the client's TCP stream ended."""
         return self._ws.state is ConnectionState.CLOSED
 
-    def receive(self, data: bytes | None) -> Output:
-        """Feed bytes read from the client (None at EOF) and return what they produce."""
+    @property
+    def backlog(self) -> int:
+        """Compressed bytes received but not yet fed to wsproto (0 without deflate)."""
+        return len(self._backlog) - self._backlog_pos
+
+    def receive(self, data: bytes | None, room: int = HIGH_WATER + RECV_SIZE) -> Output:
+        """Feed bytes read from the client (None at EOF) and return what they produce.
+
+        Args:
+            data: the bytes read; None at EOF; b"" to feed more of the ``backlog``.
+            room: with permessage-deflate, how many bytes the caller can still take for
+                the target: input is fed only in slices whose worst-case inflation fits
+                (issue #15: one 61 KB message can inflate to 60 MiB); the rest waits in
+                ``backlog``, and an EOF behind it waits too. Ignored without deflate;
+                the default is what the relay allows towards a target with nothing queued.
+        """
         out = Output()
         if self._ws.state is ConnectionState.CLOSED:
+            self.drop_backlog()
             return out
-        if data is not None and not self._parser_alive:
+        if not self._parser_alive:
+            # After a parse failure only the EOF still matters (it ends the session).
+            self.drop_backlog()
+            if data is not None:
+                return out
+        if not self._compressed:
+            self._feed(data, out)
             return out
+        if data is None:
+            self._eof_pending = True
+        elif data:
+            self._backlog = self._backlog[self._backlog_pos:] + data
+            self._backlog_pos = 0
+        self._feed_backlog(room, out)
+        return out
+
+    def drop_backlog(self) -> None:
+        """Forget unfed input (the client is gone, or the parser is)."""
+        self._backlog, self._backlog_pos = b"", 0
+
+    def _feed_backlog(self, room: int, out: Output) -> None:
+        while self.backlog and self._parser_alive and self._ws.state is not ConnectionState.CLOSED:
+            # A frame held back to go on in one write (``_forward``) uses room too.
+            used = out.target_size + self._binary_size
+            size = (room - used - INFLATE_SLACK) // MAX_INFLATE_RATIO
+            if size <= 0:
+                if self._binary:  # let the relay drain it, or nothing would move
+                    out.add_target(b"".join(self._binary))
+                    self._binary, self._binary_size = [], 0
+                return
+            start = self._backlog_pos
+            self._backlog_pos = min(start + size, len(self._backlog))
+            self._feed(self._backlog[start:self._backlog_pos], out)
+        self.drop_backlog()
+        if self._eof_pending:
+            self._eof_pending = False
+            self._feed(None, out)
+
+    def _feed(self, data: bytes | None, out: Output) -> None:
+        if self._ws.state is ConnectionState.CLOSED:
+            return
         self._ws.receive_data(data)
         for event in self._ws.events():
             self._dispatch(event, out)
-        return out
 
     def frame_data(self, data: bytes) -> tuple[bytes, ...]:
         """Frame bytes read from the target as ``(header, payload)``, without copying the
@@ -308,7 +320,15 @@ class ClientStream:
         return True
 
     def _on_bytes(self, event: BytesMessage, out: Output) -> None:
-        """Forward each binary frame in one piece when it fits ``coalesce`` bytes.
+        if self._reply is ReplyFrames.MIRROR:
+            self._reply_text = False
+        if not self._grow(len(event.data), event.message_finished, out):
+            self._binary, self._binary_size = [], 0
+            return
+        self._forward(event.data, event.frame_finished, out)
+
+    def _forward(self, data: bytes | bytearray, frame_finished: bool, out: Output) -> None:
+        """Forward each data frame in one piece when it fits ``coalesce`` bytes.
 
         A frame that spans several reads would otherwise reach the target in several
         writes, and an echoing target would answer in several frames (Autobahn 1.2.6-8).
@@ -317,40 +337,54 @@ class ClientStream:
         websockify does without bound, §13.4); larger frames stream on in pieces of
         ``coalesce`` bytes, so memory stays bounded.
         """
-        if self._reply is ReplyFrames.MIRROR:
-            self._reply_text = False
-        if not self._grow(len(event.data), event.message_finished, out):
-            self._binary, self._binary_size = [], 0
+        if frame_finished and not self._binary:
+            out.add_target(data)  # the common case: no copy
             return
-        if event.frame_finished and not self._binary:
-            out.target_chunks.append(event.data)  # the common case: no copy
-            return
-        self._binary.append(event.data)
-        self._binary_size += len(event.data)
-        if event.frame_finished or self._binary_size >= self._coalesce:
-            out.target_chunks.append(b"".join(self._binary))
+        self._binary.append(data)
+        self._binary_size += len(data)
+        if frame_finished or self._binary_size >= self._coalesce:
+            out.add_target(b"".join(self._binary))
             self._binary, self._binary_size = [], 0
 
     def _on_text(self, event: TextMessage, out: Output) -> None:
+        """Stream text like binary (issue #15): wsproto decodes incrementally, so each
+        chunk holds whole code points (a sequence split across frames or reads waits in
+        its decoder), the encoded size is exact, and invalid UTF-8 closes 1007 with
+        only valid text forwarded before it."""
         if self._reply is ReplyFrames.MIRROR:
             self._reply_text = True
         if self._mode is DataMode.BINARY and self._text_frames is TextFrames.REJECT:
             out.client_chunks.append(self.close(UNSUPPORTED_DATA, TEXT_UNSUPPORTED))
             return
-        # wsproto decodes incrementally: each chunk holds whole code points, so the
-        # encoded size is exact and an invalid sequence closes 1007 before we forward.
         chunk = event.data.encode("utf-8")
         if not self._grow(len(chunk), event.message_finished, out):
+            self._binary, self._binary_size = [], 0
             return
-        self._text += chunk
-        if not event.message_finished:
-            return
-        text, self._text = bytes(self._text), bytearray()
         if self._mode is DataMode.BINARY:
-            out.target_chunks.append(text)
-            return
+            self._forward(chunk, event.frame_finished, out)
+        else:
+            self._on_base64(chunk, event.message_finished, out)
+
+    def _on_base64(self, chunk: bytes, finished: bool, out: Output) -> None:
+        """Decode base64 text in whole 4-character groups as it arrives (issue #15).
+
+        Padding ends a message: more data after an ``=`` is invalid, as it was when the
+        whole message was decoded at once.
+        """
+        text = self._b64_held + chunk
+        cut = len(text) if finished else len(text) - len(text) % 4
+        part, self._b64_held = text[:cut], text[cut:]
         try:
-            out.target_chunks.append(base64.b64decode(text, validate=True))
+            if part and self._b64_padded:
+                raise ValueError("data after padding")
+            data = base64.b64decode(part, validate=True)
         except (binascii.Error, ValueError):
-            out.messages -= 1
+            if finished:
+                out.messages -= 1  # _grow counted it
             out.client_chunks.append(self.close(INVALID_DATA, INVALID_BASE64))
+            return
+        self._b64_padded = not finished and part.endswith(b"=")
+        if finished:
+            self._b64_held = b""
+        if data:
+            out.add_target(data)

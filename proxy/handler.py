@@ -20,8 +20,9 @@ from proxy import access, forwarded, handshake, probes, proxyproto, sessionlog, 
 from proxy.deflate import BoundedDeflate
 from proxy.errors import (HandshakeError, RequestHeadTooLarge, RequestTimeout, TargetError,
                           TokenError)
-from proxy.frames import (CONNECT_FAILED, INTERNAL_ERROR, LIMIT_REASONS, RECORDING_FAILED,
-                          TARGET_CLOSED, ClientStream, CloseInfo)
+from proxy.closes import (CLIENT_STALLED, CONNECT_FAILED, INTERNAL_ERROR, LIMIT_REASONS,
+                          RECORDING_FAILED, TARGET_CLOSED, TARGET_STALLED, CloseInfo)
+from proxy.frames import ClientStream
 from proxy.httpio import RequestReader, SocketWriter
 from proxy.relay import Limits, Relay, close_session
 from proxy.requestlog import RequestLog, log
@@ -31,6 +32,9 @@ from proxy.traffic import session_tap
 
 if TYPE_CHECKING:
     from proxy.server import ProxyServer
+
+#: ``--stall-timeout`` closes, as ``connections_failed_total`` reasons (issue #15).
+STALL_FAILURES = {TARGET_STALLED: "target_stalled", CLIENT_STALLED: "client_stalled"}
 
 
 class ProxyRequestHandler(RequestLog, BaseHTTPRequestHandler):
@@ -322,7 +326,8 @@ class ProxyRequestHandler(RequestLog, BaseHTTPRequestHandler):
         """Connect the target after the 101 (spec §4.3 step 5) and relay until closed."""
         s = self.settings
         limits = Limits(s.high_water, s.recv_size, s.heartbeat, s.close_timeout,
-                        s.conn_idle_timeout, s.max_session_time, s.heartbeat_timeout)
+                        s.conn_idle_timeout, s.max_session_time, s.heartbeat_timeout,
+                        s.stall_timeout)
         # --traffic/--traffic-dump/--record; None when all are off. websockify opens the
         # recording before connecting (spec §3.3 line order) and ends it with 'EOF'];
         # even when the connect fails (§7.4).
@@ -357,11 +362,16 @@ class ProxyRequestHandler(RequestLog, BaseHTTPRequestHandler):
         finally:
             if tap is not None:
                 tap.close()
-        self._log_close(info, target)
+        self._log_close(info, target, relay.reaped)
 
-    def _log_close(self, info: CloseInfo, target: Target) -> None:
+    def _log_close(self, info: CloseInfo, target: Target, reaped: str | None) -> None:
         self.session.close_code, self.session.close_reason = info.code, info.reason
         self.session.closed_by_client = info.by_client
+        if info.reason in STALL_FAILURES:
+            self.session.failure = STALL_FAILURES[info.reason]  # counted in the metrics
+        if reaped is not None:
+            # Ours (issue #15): a session websockify would have kept for ever.
+            self.log_message("%s: Ended: %s", target.display, reaped)
         if info.by_client:
             self.log_verbose("%s: Client closed connection", target.display)
         elif info.reason == TARGET_CLOSED:

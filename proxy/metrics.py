@@ -41,7 +41,8 @@ CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 #: The ``reason`` labels of ``connections_failed_total`` (``sessionlog.failure_reason`` and
 #: the handler); any other reason is counted as ``other``.
-REASONS = ("auth", "handshake", "limit", "record", "target", "token")
+REASONS = ("auth", "client_stalled", "handshake", "limit", "record", "target", "target_stalled",
+           "token")
 OTHER = "other"
 STATUSES = range(400, 600)  # HTTP error statuses counted by ``handshake_failures_total``
 CLOSE_CODES = range(1000, 5000)  # RFC 6455 §7.4 codes (1000-4999)

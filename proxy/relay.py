@@ -1,4 +1,4 @@
-"""The per-connection relay: one ``selectors`` loop moving bytes between client and target.
+"""The per-connection relay: one ``poll()`` loop moving bytes between client and target.
 
 Rules: relay moves bytes; it never parses HTTP, never decides frame policy (that is
 ``frames.ClientStream``) and never sets socket options (``targets`` does), so it runs
@@ -8,45 +8,33 @@ Backpressure (STYLE.md §8.1 rule 7): each direction has a buffer with a high-wa
 while the buffer towards one side is at the mark, the other side is not read, so a peer
 that does not read stalls its sender through TCP instead of growing our memory.
 websockify reads both sides unconditionally and blocks in sendall (spec §6, §13.7).
+What one session holds is bounded whatever the peers send (issue #15,
+docs/reliability.rst): the two buffers, one read per direction, and a compressed backlog
+of at most one read (``ClientStream.receive``).
+
+Every session can end (issue #15). A side that is not read because the other side's
+buffer is full stays registered: for POLLRDHUP (its FIN, seen without reading the data
+queued before it) and for POLLHUP/POLLERR (a reset). ``selectors`` can express neither
+an empty mask nor POLLRDHUP, hence ``select.poll`` through ``sockio.Poller`` (still one
+loop per connection). A peer that resets is dropped at once; one that sent its FIN gets
+the close timeout for the stalled side to drain before the session is reaped. A peer that
+is there but accepts no byte for ``--stall-timeout`` ends the session too.
 """
 
 from __future__ import annotations
 
-import selectors
 import socket
 import ssl
 import time
-from dataclasses import dataclass
 from typing import Protocol
 
-from proxy.frames import (ABNORMAL, GOING_AWAY, HEARTBEAT_TIMEOUT, IDLE_TIMEOUT, INTERNAL_ERROR,
-                          NORMAL, SESSION_TIME_LIMIT, SHUTTING_DOWN, TARGET_CLOSED, ClientStream,
-                          CloseInfo)
-from proxy.settings import CLOSE_TIMEOUT, HIGH_WATER, RECV_SIZE
-from proxy.sockio import Outbox, StopSignal, recv_some
+from proxy.closes import (ABNORMAL, GOING_AWAY, LIMIT_REASONS, NORMAL, SHUTTING_DOWN,
+                          TARGET_CLOSED, CloseInfo)
+from proxy.frames import ClientStream, Output
+from proxy.relaytimers import CLIENT_LEFT, TARGET_LEFT, UNDELIVERED, Limits, SessionTimers
+from proxy.sockio import GONE, PEER_SHUT, READ, WRITE, Outbox, Poller, StopSignal, recv_some
 
-_R = selectors.EVENT_READ
-_W = selectors.EVENT_WRITE
-
-
-@dataclass(frozen=True)
-class Limits:
-    """Bounds of one relay; see ``proxy.settings`` for the defaults and their reasons."""
-
-    high_water: int = HIGH_WATER  # bytes per direction
-    recv_size: int = RECV_SIZE  # bytes per recv()
-    heartbeat: float = 0.0  # seconds between pings; 0 = off
-    close_timeout: float = CLOSE_TIMEOUT  # seconds to flush and exchange Close frames
-    idle_timeout: float = 0.0  # seconds without data either way before close 1000; 0 = off
-    session_time: float = 0.0  # seconds after the start before close 1001; 0 = off
-    heartbeat_timeout: float = 0.0  # seconds a ping may stay unanswered (1011); 0 = off
-
-    @property
-    def ping_interval(self) -> float:
-        """``heartbeat``, or half the heartbeat timeout when only that is set; 0 = no pings."""
-        if self.heartbeat > 0:
-            return self.heartbeat
-        return self.heartbeat_timeout / 2
+__all__ = ["CLIENT_LEFT", "TARGET_LEFT", "Limits", "Relay", "Tap", "close_session"]
 
 
 #: A target read at least this large but short of ``recv_size`` is followed by one more
@@ -79,7 +67,7 @@ class Tap(Protocol):
         """A write to the client; ``complete`` when nothing is left queued for it."""
 
 
-class Relay:
+class Relay(SessionTimers):
     """Relay one upgraded connection until it closes; ``run()`` returns how it ended.
 
     Both sockets are owned by the caller, who closes them after ``run()`` returns.
@@ -102,24 +90,22 @@ class Relay:
         self.to_target = Outbox()
         self._client_tls = isinstance(client, ssl.SSLSocket)
         self._target_tls = isinstance(target, ssl.SSLSocket)
+        self._client_fd = client.fileno()
+        self._target_fd = target.fileno()
         #: Bytes taken from each side so far (for tests, stats and logs).
         self.received_from_client = 0
         self.received_from_target = 0
+        #: Why the session was reaped (``CLIENT_LEFT``, ``TARGET_LEFT``); None otherwise.
+        self.reaped: str | None = None
         self._client_lost = False  # the client socket failed: nothing more to send it
         self._target_readable = True  # no EOF or error from the target yet
         self._target_lost = False  # writing to the target failed
-        self._selector = selectors.PollSelector()
-        self._interest: dict[socket.socket, int] = {}
-        self._close_deadline: float | None = None
+        self._poller = Poller()
+        self._reading_client = False  # READ is in the client's mask (see _update_interest)
+        self._reading_target = False
+        self._close_deadline = None
         self._client_shut = False  # we half-closed the client after a protocol error
-        now = time.monotonic()
-        interval = limits.ping_interval
-        self._next_ping = now + interval if interval > 0 else None
-        # Per-session timers (no thread: they only shorten the poll() timeout).
-        self._last_activity = now  # last data either way (--conn-idle-timeout)
-        self._session_end = now + limits.session_time if limits.session_time > 0 else None
-        self._unanswered_since: float | None = None  # first ping not followed by a pong
-        self._pongs_seen = 0
+        self._start_timers(limits)  # proxy.relaytimers: pings and per-session limits
         self._stop = stop
         self._tap = tap
 
@@ -133,38 +119,63 @@ class Relay:
         self.client.setblocking(False)
         self.target.setblocking(False)
         if self._stop is not None:
-            self._selector.register(self._stop, _R)
-        try:
-            if leftover:
-                self._on_client_bytes(leftover)
-            while True:
-                # Flush before blocking: bytes queued by the leftover or by the last read
-                # must go out even if no socket becomes readable again.
-                self._flush()
-                if self._finished():
-                    break
-                self._update_interest()
-                for key, _mask in self._selector.select(self._timeout()):
-                    self._on_readable(key.fileobj)  # type: ignore[arg-type]
-                self._on_tick()
-        finally:
-            self._selector.close()
+            self._poller.set(self._stop, READ)
+        if leftover:
+            self._on_client_bytes(leftover)
+        while True:
+            # Flush before blocking: bytes queued by the leftover or by the last read
+            # must go out even if no socket becomes readable again.
+            self._flush()
+            if self._pump():
+                continue  # compressed input inflated into room the flush made
+            if self._finished():
+                break
+            self._update_interest()
+            for fd, events in self._poller.wait(self._timeout()):
+                self._on_events(fd, events)
+            self._on_tick()
         return self.stream.close_info or CloseInfo(ABNORMAL, "", by_client=True)
 
     # -- reading -------------------------------------------------------------------
 
-    def _on_readable(self, sock: socket.socket | StopSignal) -> None:
-        if sock is self.client:
-            self._read_client()
-        elif sock is self.target:
-            self._read_target()
+    def _on_events(self, fd: int, events: int) -> None:
+        if fd == self._client_fd:
+            if self._reading_client:
+                if events & ~WRITE:
+                    self._read_client()  # a reset or EOF shows in recv()
+            elif not self._client_lost:
+                self._on_stalled_client(events)
+        elif fd == self._target_fd:
+            if self._reading_target:
+                if events & ~WRITE:
+                    self._read_target()
+            elif not self._target_lost:
+                self._on_stalled_target(events)
         else:
             self._on_stop()
+
+    def _on_stalled_client(self, events: int) -> None:
+        """The client, not read now (backpressure or closing), reset or sent its FIN."""
+        if events & GONE:
+            if self.stream.close_info is None:
+                self.reaped = CLIENT_LEFT
+            self._lose_client()
+        elif events & PEER_SHUT and self._client_fin_at is None:
+            self._client_fin_at = time.monotonic()
+
+    def _on_stalled_target(self, events: int) -> None:
+        """The target, not read now (backpressure or closing), reset or sent its FIN."""
+        if events & GONE:
+            if self.stream.close_info is None:
+                self.reaped = TARGET_LEFT
+            self._lose_target()
+        elif events & PEER_SHUT and self._target_fin_at is None:
+            self._target_fin_at = time.monotonic()
 
     def _on_stop(self) -> None:
         """Server shutdown: close 1001 and give the client a short time to answer."""
         assert self._stop is not None
-        self._selector.unregister(self._stop)
+        self._poller.remove(self._stop)
         self.to_client.append(self.stream.close(GOING_AWAY, SHUTTING_DOWN))
         self._note_closing()
         assert self._close_deadline is not None
@@ -178,18 +189,42 @@ class Relay:
             self._lose_client()
             return
         if data is not None:
+            self._client_fin_at = None  # progress: a later stall watches for a FIN anew
             self._on_client_bytes(data)
 
     def _on_client_bytes(self, data: bytes) -> None:
         """Feed client bytes (b"" = EOF) through the frame policy into the buffers."""
         self.received_from_client += len(data)
-        out = self.stream.receive(data or None)
+        out = self.stream.receive(data or None, self._room())
+        self._queue(out)
+        if self._tap is not None and data:
+            self._tap.from_client(out.to_target, out.messages)
+
+    def _pump(self) -> bool:
+        """Feed more of the compressed backlog if the buffer towards the target has room;
+        True if some was fed (``ClientStream.receive``, issue #15)."""
+        backlog = self.stream.backlog
+        if not backlog:
+            return False
+        out = self.stream.receive(b"", self._room())
+        self._queue(out)
+        if self._tap is not None and (out.target_size or out.messages):
+            self._tap.from_client(out.to_target, out.messages)
+        return self.stream.backlog < backlog
+
+    def _room(self) -> int:
+        """Bytes the buffer towards the target may still take: the high-water mark plus
+        one read, as for plain data; all of it while closing (data is dropped then)."""
+        bound = self.limits.high_water + self.limits.recv_size
+        if self.stream.close_info is not None:
+            return bound
+        return max(0, bound - len(self.to_target))
+
+    def _queue(self, out: Output) -> None:
         if self.limits.idle_timeout and out.target_chunks:
             self._last_activity = time.monotonic()
         self.to_target.extend(out.target_chunks)
         self.to_client.extend(out.client_chunks)
-        if self._tap is not None and data:
-            self._tap.from_client(out.to_target, out.messages)
         self._note_closing()
 
     def _read_target(self) -> None:
@@ -200,6 +235,7 @@ class Relay:
             return
         if data is None:
             return
+        self._target_fin_at = None
         if MERGE_READS <= len(data) < self.limits.recv_size:
             data += self._read_more(self.limits.recv_size - len(data))
         if data:
@@ -236,31 +272,53 @@ class Relay:
     def _flush(self) -> None:
         if self.to_client and not self._client_lost:
             try:
-                self.to_client.send(self.client, self._client_tls)
+                sent = self.to_client.send(self.client, self._client_tls)
             except OSError:
                 self._lose_client()
             else:
+                self._client_stuck_since = self._stuck_since(
+                    self._client_stuck_since, sent, self.to_client)
                 if self._tap is not None:
                     self._tap.sent_to_client(not self.to_client)
         if self.to_target and not self._target_lost:
             try:
-                self.to_target.send(self.target, self._target_tls)
+                sent = self.to_target.send(self.target, self._target_tls)
             except OSError:
                 self._lose_target()
             else:
+                self._target_stuck_since = self._stuck_since(
+                    self._target_stuck_since, sent, self.to_target)
                 if self._tap is not None:
                     self._tap.sent_to_target(not self.to_target)
 
+    def _stuck_since(self, since: float | None, sent: int, left: Outbox) -> float | None:
+        """When bytes owed to a peer were last taken (``--stall-timeout``); None when
+        nothing is owed. One clock read per partial write, none when a write drains."""
+        if not left or not self.limits.stall_timeout:
+            return None
+        if sent or since is None:
+            return time.monotonic()
+        return since
+
     def _lose_target(self) -> None:
         """The target socket failed (reset): drop what it was owed and end the session."""
+        self._drop_target()
+        self._end_target()
+
+    def _drop_target(self) -> None:
+        """Write nothing more to the target, and stop watching it."""
         self._target_lost = True
         self.to_target.clear()
-        self._end_target()
+        self._poller.remove(self.target)
+        self._reading_target = False
 
     def _lose_client(self) -> None:
         """The client socket failed (reset, broken pipe): end the session as 1006."""
         self._client_lost = True
         self.to_client.clear()
+        self._poller.remove(self.client)
+        self._reading_client = False
+        self.stream.drop_backlog()
         self.stream.receive(None)
         self._note_closing()
 
@@ -275,12 +333,23 @@ class Relay:
         if self.stream.close_info is None:
             return False
         if self._close_deadline is not None and time.monotonic() >= self._close_deadline:
+            self._note_undelivered()
             return True  # a peer that never reads or never answers cannot hold us
         if self.stream.failed and not self.to_client and not self._client_shut:
             self._fail_connection()
         client_done = self.stream.finished or self._client_lost
         target_done = not self.to_target or self._target_lost
         return client_done and not self.to_client and target_done
+
+    def _note_undelivered(self) -> None:
+        """Say why a session ended with bytes still owed (unless a limit already says)."""
+        info = self.stream.close_info
+        if self.reaped is not None or info is None or info.reason in LIMIT_REASONS:
+            return
+        if self.to_target and not self._target_lost:
+            self.reaped = UNDELIVERED % (len(self.to_target), "target")
+        elif self.to_client and not self._client_lost:
+            self.reaped = UNDELIVERED % (len(self.to_client), "client")
 
     def _fail_connection(self) -> None:
         """After a protocol error our Close is out: half-close and wait for the client's EOF.
@@ -299,80 +368,29 @@ class Relay:
         self._close_deadline = min(self._close_deadline, time.monotonic() + FAIL_LINGER)
 
     def _update_interest(self) -> None:
+        """Each side's poll mask. A side we do not read stays registered (issue #15): with
+        POLLRDHUP until its FIN was seen, and for resets whatever the mask."""
         hw = self.limits.high_water
         closing = self.stream.close_info is not None
-        client = 0
-        if not self._client_lost and not self.stream.finished:
+        if not self._client_lost:
             # While closing, keep reading only to see the client's Close (data is dropped).
             # Pongs land in to_client too, hence its own (looser) bound.
-            if closing or (len(self.to_target) < hw and len(self.to_client) < 2 * hw):
-                client |= _R
+            read = not self.stream.finished and (closing or (
+                len(self.to_target) < hw and len(self.to_client) < 2 * hw
+                and not self.stream.backlog))
+            self._reading_client = read
+            mask = READ if read else (PEER_SHUT if self._client_fin_at is None else 0)
             if self.to_client:
-                client |= _W
-        target = 0
-        if self._target_readable and not closing and len(self.to_client) < hw:
-            target |= _R
-        if self.to_target and not self._target_lost:
-            target |= _W
-        self._set_interest(self.client, client)
-        self._set_interest(self.target, target)
-
-    def _set_interest(self, sock: socket.socket, events: int) -> None:
-        current = self._interest.get(sock, 0)
-        if events == current:
-            return
-        # poll() cannot wait on an empty mask (and EVENT_WRITE as a placeholder spins).
-        if not events:
-            self._selector.unregister(sock)
-        elif not current:
-            self._selector.register(sock, events)
-        else:
-            self._selector.modify(sock, events)
-        self._interest[sock] = events
-
-    def _timeout(self) -> float | None:
-        """Seconds until the next timer (ping, limits, close deadline); None = wait for I/O."""
-        wakeups = [t for t in self._timers() if t is not None]
-        if not wakeups:
-            return None
-        return max(0.0, min(wakeups) - time.monotonic())
-
-    def _timers(self) -> tuple[float | None, ...]:
-        if self.stream.close_info is not None:
-            return (self._close_deadline,)
-        limits = self.limits
-        idle = self._last_activity + limits.idle_timeout if limits.idle_timeout else None
-        pong = (self._unanswered_since + limits.heartbeat_timeout
-                if self._unanswered_since is not None else None)
-        return self._next_ping, idle, self._session_end, pong
-
-    def _on_tick(self) -> None:
-        """Pings and the per-session limits, checked after every wake-up."""
-        if self.stream.close_info is not None:
-            return
-        now = time.monotonic()
-        limits = self.limits
-        if self._session_end is not None and now >= self._session_end:
-            self._close_by_us(GOING_AWAY, SESSION_TIME_LIMIT)
-        elif limits.idle_timeout and now >= self._last_activity + limits.idle_timeout:
-            self._close_by_us(NORMAL, IDLE_TIMEOUT)
-        elif self._pong_overdue(now):
-            self._close_by_us(INTERNAL_ERROR, HEARTBEAT_TIMEOUT)
-        elif self._next_ping is not None and now >= self._next_ping:
-            self.to_client.append(self.stream.ping())
-            if self._unanswered_since is None:
-                self._unanswered_since = now
-            self._next_ping = now + limits.ping_interval
-
-    def _pong_overdue(self, now: float) -> bool:
-        """``--heartbeat-timeout``: any pong answers every ping sent before it."""
-        if not self.limits.heartbeat_timeout:
-            return False
-        if self.stream.pongs != self._pongs_seen:
-            self._pongs_seen = self.stream.pongs
-            self._unanswered_since = None
-        since = self._unanswered_since
-        return since is not None and now >= since + self.limits.heartbeat_timeout
+                mask |= WRITE
+            self._poller.set(self.client, mask)
+        if not self._target_lost:
+            read = self._target_readable and not closing and len(self.to_client) < hw
+            self._reading_target = read
+            watch = self._target_readable and not closing and self._target_fin_at is None
+            mask = READ if read else (PEER_SHUT if watch else 0)
+            if self.to_target:
+                mask |= WRITE
+            self._poller.set(self.target, mask)
 
     def _close_by_us(self, code: int, reason: str) -> None:
         self.to_client.append(self.stream.close(code, reason))

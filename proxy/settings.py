@@ -18,6 +18,9 @@ REQUEST_TIMEOUT = 10.0  # seconds
 CONNECT_TIMEOUT = 10.0  # seconds
 #: How long a closing connection may take to flush and exchange Close frames.
 CLOSE_TIMEOUT = 5.0  # seconds
+#: ``--stall-timeout``: how long a peer may accept no byte of what is queued for it before
+#: the session ends (issue #15); websockify has no such bound (its process blocks in send).
+STALL_TIMEOUT = 120.0  # seconds
 #: Largest WebSocket message accepted from a client (close 1009 beyond it).
 MAX_MESSAGE_SIZE = 64 * 1024 * 1024  # bytes
 #: Per-direction buffer level at which the relay stops reading the other side.
@@ -177,6 +180,8 @@ class Settings:
     max_session_time: float = 0.0  # seconds
     #: ``--heartbeat-timeout``: close 1011 when pings stay unanswered this long; 0 = off.
     heartbeat_timeout: float = 0.0  # seconds
+    #: ``--stall-timeout``: end a session whose peer accepts nothing this long; 0 = off.
+    stall_timeout: float = STALL_TIMEOUT  # seconds
     #: ``--max-request-head``: largest request line plus headers (431 beyond it).
     max_request_head: int = MAX_REQUEST_HEAD
     # -- operations (issue 10) --

@@ -6,15 +6,66 @@ how (TLS sockets included, spec §7.2; notes §4.4).
 
 from __future__ import annotations
 
+import math
+import select
 import socket
 import ssl
 import threading
 from collections import deque
 from itertools import islice
-from typing import Iterable
+from typing import Iterable, Protocol
 
 #: Exceptions meaning "try again when the selector says so", not a failure.
 WOULD_BLOCK = (BlockingIOError, InterruptedError, ssl.SSLWantReadError, ssl.SSLWantWriteError)
+
+
+#: ``poll()`` event bits. POLLRDHUP (Linux) reports the peer's FIN without reading the
+#: data queued before it; elsewhere 0, and only a reset (POLLHUP/POLLERR) is seen.
+READ = select.POLLIN
+WRITE = select.POLLOUT
+PEER_SHUT = getattr(select, "POLLRDHUP", 0)
+#: Always reported by poll(), whatever the mask.
+GONE = select.POLLHUP | select.POLLERR | select.POLLNVAL
+
+
+class HasFileno(Protocol):
+    def fileno(self) -> int: ...
+
+
+class Poller:
+    """``select.poll`` with the current mask of each registered file.
+
+    Unlike ``selectors``, a registered socket may have an empty mask: poll() then still
+    reports POLLHUP/POLLERR for it, which is how a relay notices a peer that resets while
+    its direction is stalled (issue #15); an unregistered socket would go unnoticed.
+    """
+
+    def __init__(self) -> None:
+        self._poll = select.poll()
+        self._masks: dict[int, int] = {}
+
+    def set(self, obj: HasFileno, mask: int) -> None:
+        """Register ``obj`` with ``mask`` (0 = errors and hang-ups only), or update it."""
+        fd = obj.fileno()
+        current = self._masks.get(fd)
+        if current == mask:
+            return
+        if current is None:
+            self._poll.register(fd, mask)
+        else:
+            self._poll.modify(fd, mask)
+        self._masks[fd] = mask
+
+    def remove(self, obj: HasFileno) -> None:
+        fd = obj.fileno()
+        if self._masks.pop(fd, None) is not None:
+            self._poll.unregister(fd)
+
+    def wait(self, timeout: float | None) -> list[tuple[int, int]]:
+        """(fd, events) pairs ready within ``timeout`` seconds (None = no limit)."""
+        # Round up: a 0.4 ms timeout rounded down to 0 would spin until the timer is due.
+        ms = None if timeout is None else math.ceil(timeout * 1000)
+        return self._poll.poll(ms)
 
 
 class StopSignal:
@@ -101,8 +152,9 @@ class Outbox:
         self._chunks.clear()
         self._size = 0
 
-    def send(self, sock: socket.socket, tls: bool) -> None:
-        """Write what the socket takes now and drop it from the queue. OSError propagates."""
+    def send(self, sock: socket.socket, tls: bool) -> int:
+        """Write what the socket takes now, drop it from the queue and return its size
+        (0 when the socket takes nothing now). OSError propagates."""
         chunks = self._chunks
         try:
             if len(chunks) == 1:
@@ -112,8 +164,9 @@ class Outbox:
             else:
                 sent = sock.sendmsg(islice(chunks, _IOV_CHUNKS))
         except WOULD_BLOCK:
-            return
+            return 0
         self._size -= sent
+        taken = sent
         while sent:
             first = chunks[0]
             if sent >= len(first):
@@ -122,3 +175,4 @@ class Outbox:
             else:
                 chunks[0] = memoryview(first)[sent:]
                 break
+        return taken

@@ -47,14 +47,36 @@ def test_a_large_binary_message_streams_in_bounded_pieces() -> None:
     assert max(len(piece) for piece in pieces) < 64 * 1024 + 50000
 
 
-def test_a_fragmented_text_message_is_forwarded_only_when_complete() -> None:
+def test_each_fragment_of_a_text_message_goes_on_as_it_arrives() -> None:
+    """Issue #15: text streams like binary; nothing waits for the end of the message."""
     client, server = open_pair()
     stream = ClientStream(server)
     part1 = stream.receive(client.send(Message(data="h\u00e9l", message_finished=False)))
-    assert part1.to_target == b""
+    assert bytes(part1.to_target) == "h\u00e9l".encode() and part1.messages == 0
     part2 = stream.receive(client.send(Message(data="lo \u2603", message_finished=True)))
-    assert bytes(part2.to_target) == "h\u00e9llo \u2603".encode()
+    assert bytes(part2.to_target) == "lo \u2603".encode()
     assert part2.messages == 1
+
+
+def test_a_utf8_sequence_split_across_frames_waits_only_for_its_remaining_bytes() -> None:
+    client, server = open_pair()
+    stream = ClientStream(server)
+    snowman = "\u2603".encode()  # 3 bytes
+    first = stream.receive(raw_frame(0x1, b"ab" + snowman[:1], fin=False))
+    assert first.to_target == b"ab"
+    second = stream.receive(raw_frame(0x0, snowman[1:] + b"c", fin=True))
+    assert second.to_target == snowman + b"c" and second.messages == 1
+
+
+def test_text_fed_one_byte_at_a_time_reaches_the_target_whole_and_valid() -> None:
+    client, server = open_pair()
+    stream = ClientStream(server)
+    text = "caf\u00e9 \u2603 \U0001f600 end"
+    wire = client.send(Message(data=text))
+    pieces = [bytes(stream.receive(wire[i:i + 1]).to_target) for i in range(len(wire))]
+    assert b"".join(pieces) == text.encode()
+    for piece in pieces:
+        piece.decode("utf-8")  # every forwarded piece is valid UTF-8 by itself
 
 
 def test_text_is_rejected_with_websockify_close_when_configured() -> None:
@@ -66,13 +88,13 @@ def test_text_is_rejected_with_websockify_close_when_configured() -> None:
     assert stream.close_info is not None and not stream.close_info.by_client
 
 
-def test_invalid_utf8_text_closes_1007_and_forwards_nothing() -> None:
+def test_invalid_utf8_text_closes_1007_after_forwarding_the_valid_text_before_it() -> None:
     client, server = open_pair()
     stream = ClientStream(server)
     good = stream.receive(raw_frame(0x1, b"ok", fin=False))
     bad = stream.receive(raw_frame(0x0, b"\xff\xfe", fin=True))
-    assert good.to_target == b"" and bad.to_target == b""
-    assert close_of(client, bytes(bad.to_client))[0] == 1007
+    assert good.to_target == b"ok" and bad.to_target == b""
+    assert close_of(client, bytes(bad.to_client)) == (1007, "Invalid UTF-8 in text frame")
 
 
 def test_ping_is_answered_with_the_same_payload() -> None:
@@ -164,6 +186,26 @@ def test_invalid_base64_closes_1007() -> None:
     client, server = open_pair()
     stream = ClientStream(server, mode=DataMode.BASE64)
     out = stream.receive(client.send(Message(data="not base64!")))
+    assert out.to_target == b"" and out.messages == 0
+    assert close_of(client, bytes(out.to_client)) == (1007, "Invalid base64 data")
+
+
+def test_base64_streams_in_whole_groups_across_fragments() -> None:
+    client, server = open_pair()
+    stream = ClientStream(server, mode=DataMode.BASE64)
+    text = base64.b64encode(b"0123456789").decode()  # 16 characters, 2 of them padding
+    first = stream.receive(client.send(Message(data=text[:6], message_finished=False)))
+    assert first.to_target == b"012"  # the first 4-character group only
+    rest = stream.receive(client.send(Message(data=text[6:], message_finished=True)))
+    assert rest.to_target == b"3456789" and rest.messages == 1
+
+
+def test_base64_data_after_padding_in_one_message_closes_1007() -> None:
+    client, server = open_pair()
+    stream = ClientStream(server, mode=DataMode.BASE64)
+    first = stream.receive(client.send(Message(data="QQ==", message_finished=False)))
+    assert first.to_target == b"A"
+    out = stream.receive(client.send(Message(data="QQ==", message_finished=True)))
     assert out.to_target == b"" and out.messages == 0
     assert close_of(client, bytes(out.to_client)) == (1007, "Invalid base64 data")
 

@@ -12,7 +12,8 @@ from dataclasses import dataclass, field
 from wsproto import WSConnection
 from wsproto.events import BytesMessage, CloseConnection, Event, Message, Ping, Pong
 
-from proxy.frames import ClientStream, CloseInfo
+from proxy.closes import CloseInfo
+from proxy.frames import ClientStream
 from proxy.relay import Limits, Relay, close_session
 from proxy.sockio import StopSignal
 from tests.conftest import TIMEOUT

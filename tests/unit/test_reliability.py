@@ -15,7 +15,7 @@ from proxy.deflate import BoundedDeflate, parse_offer
 from proxy.frames import ClientStream
 from proxy.limits import Admission, default_max_connections
 from proxy.settings import ReplyFrames, Settings
-from tests.unit.helpers import client_events, open_pair
+from tests.unit.helpers import client_events, open_pair, raw_frame
 
 
 def _messages(client: WSConnection, data: bytes) -> list[tuple[str, bytes]]:
@@ -127,6 +127,52 @@ def test_a_message_inflating_past_the_limit_is_closed_1009_without_inflating_it_
     assert out.to_target == b""
     closes = [e for e in client_events(client, out.to_client) if isinstance(e, CloseConnection)]
     assert closes[0].code == 1009
+
+
+def test_a_bomb_over_the_message_limit_closes_1009_message_too_big() -> None:
+    """Issue #15: the reason is the documented one, not wsproto's 'error in extension'."""
+    client, stream = _compressed_pair(max_size=100000)
+    out = stream.receive(client.send(BytesMessage(data=bytes(50_000_000))))
+    closes = [e for e in client_events(client, out.to_client) if isinstance(e, CloseConnection)]
+    assert (closes[0].code, closes[0].reason) == (1009, "Message too big")
+
+
+def test_a_corrupt_deflate_stream_closes_1007_with_a_compression_reason() -> None:
+    client, stream = _compressed_pair()
+    # RSV1 set (compressed) and a payload that is not a deflate stream (block type 3).
+    out = stream.receive(raw_frame(0x2, b"\xff\xff\xff\xff", rsv=4))
+    closes = [e for e in client_events(client, out.to_client) if isinstance(e, CloseConnection)]
+    assert (closes[0].code, closes[0].reason) == (1007, "Invalid compressed data")
+
+
+@pytest.mark.parametrize("room", [64 * 1024, 512 * 1024])
+def test_compressed_input_is_fed_only_as_far_as_its_worst_case_fits_the_room(room: int) -> None:
+    """Issue #15: 61 KB of deflate data inflating to 60 MiB is held back, not inflated."""
+    client, stream = _compressed_pair(max_size=64 << 20)
+    wire = client.send(BytesMessage(data=bytes(60 << 20)))
+    assert len(wire) < 70_000
+    total = 0
+    out = stream.receive(wire, room)
+    while True:
+        assert out.target_size <= room  # never more than the caller has room for
+        total += out.target_size
+        if not stream.backlog:
+            break
+        out = stream.receive(b"", room)  # the relay's pump once the buffer drained
+    assert total == 60 << 20 and out.messages == 1
+
+
+def test_an_eof_behind_a_compressed_backlog_waits_for_it() -> None:
+    client, stream = _compressed_pair(max_size=64 << 20)
+    wire = client.send(BytesMessage(data=bytes(8 << 20)))
+    total = stream.receive(wire, 64 * 1024).target_size
+    assert stream.backlog and stream.close_info is None
+    total += stream.receive(None, 64 * 1024).target_size
+    assert stream.close_info is None  # the data before the EOF is not dropped
+    while stream.backlog:
+        total += stream.receive(b"", 64 * 1024).target_size
+    assert total == 8 << 20
+    assert stream.close_info is not None and stream.close_info.code == 1006
 
 
 def test_only_the_first_acceptable_offer_is_taken() -> None:
