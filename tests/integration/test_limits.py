@@ -144,8 +144,10 @@ def test_max_session_time_closes_even_a_busy_session_with_1001(
     start_proxy: StartProxy, echo_backend: EchoBackend
 ) -> None:
     proxy = start_proxy(echo_backend.port, "--max-session-time", "0.6")
+    # Taken before the handshake: the proxy starts the clock after its 101, so no close
+    # can come sooner than 0.6 s after this, however late this process reads the 101.
+    start = time.monotonic()
     with WSClient.connect(proxy.port) as ws:
-        start = time.monotonic()
         while True:
             if ws.ws.state is ConnectionState.OPEN:
                 ws.send_binary(b"busy")

@@ -120,18 +120,18 @@ def test_a_text_message_is_accepted_by_default_and_forwarded_as_utf8(
         assert data == text.encode()
 
 
-def test_a_fragmented_text_message_is_forwarded_only_when_complete(
+def test_each_text_fragment_is_forwarded_as_it_arrives(
     proxy_process: ProxyProcess, echo_backend: EchoBackend
 ) -> None:
-    """Text fragments are held back until the final fragment, then forwarded in one piece."""
+    """Text streams like binary: a fragment reaches the target before the message ends."""
     with WSClient.connect(proxy_process.port) as ws:
         ws.send_text("Hel", fin=False)
-        assert ping_barrier(ws) == b""
         rec = echo_backend.connection()
-        assert_nothing_arrives(rec)
+        assert rec.wait_bytes(3) == b"Hel"
+        assert ws.recv_bytes(3) == b"Hel"
         ws.send_text("lo", fin=True)
         assert rec.wait_bytes(5) == b"Hello"
-        assert ws.recv_bytes(5) == b"Hello"
+        assert ws.recv_bytes(2) == b"lo"
 
 
 def test_a_utf8_character_split_across_text_fragments_is_forwarded_intact(
