@@ -372,6 +372,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     sdnotify.install(os.environ)
     if opts.libserver:
         # websockify's --libserver engine is broken (spec §7.10); ours is always threaded.
-        logging.getLogger(__name__).warning("warning: --libserver ignored: connections are "
-                                            "always handled by threads")
+        logging.getLogger("proxy.cli").warning("warning: --libserver ignored: connections are "
+                                               "always handled by threads")
     return runner.serve(settings, os.environ)

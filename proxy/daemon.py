@@ -14,7 +14,7 @@ import logging
 import os
 from collections.abc import Iterable
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("proxy.daemon")
 
 UMASK = 0o022
 

@@ -20,7 +20,7 @@ from typing import Any
 from proxy import jsonlog
 from proxy.settings import Settings
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("proxy.logsetup")
 
 FORMAT = "%(message)s"
 #: Syslog facilities (RFC 5424 §6.2.1): websockify uses daemon with ``--daemon`` (§3.6).
@@ -271,7 +271,7 @@ def _stderr_line(text: str) -> str:
     if not _json_lines:
         return text + "\n"
     return jsonlog.dumps({"time": jsonlog.iso_time(time.time()), "level": "error",
-                          "logger": __name__, "message": text}) + "\n"
+                          "logger": "proxy.logsetup", "message": text}) + "\n"
 
 
 def syslog_address(value: str) -> tuple[str, int] | str:

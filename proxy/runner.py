@@ -24,7 +24,7 @@ from proxy.errors import StartupError
 from proxy.server import ProxyServer
 from proxy.settings import Settings
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("proxy.runner")
 
 #: How often the accept loop wakes to check timeouts and --run-once.
 TICK = 0.2  # seconds

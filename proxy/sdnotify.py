@@ -20,7 +20,7 @@ import socket
 import time
 from collections.abc import MutableMapping
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("proxy.sdnotify")
 
 #: The variables for *us* (sd_notify(3), sd_watchdog_enabled(3)); no child may inherit them.
 VARIABLES = ("NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID")

@@ -20,7 +20,7 @@ from typing import Any
 from proxy.errors import StartupError, TargetError
 from proxy.settings import Settings
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("proxy.tls")
 
 #: First byte of a TLS record carrying a handshake message (the ClientHello).
 TLS_HANDSHAKE = 0x16

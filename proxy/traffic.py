@@ -16,7 +16,7 @@ from proxy.record import LogMessage, Recorder
 from proxy.relay import Tap
 from proxy.settings import Settings
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("proxy.traffic")
 
 #: Printed on stdout when a session starts with ``--traffic``, verbatim, leading empty
 #: line included (spec §3.4).

@@ -34,7 +34,7 @@ from types import FrameType
 
 from proxy import sdnotify
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("proxy.workers")
 
 #: A worker that exits abnormally sooner than this after its start is not restarted.
 RESTART_MIN = 1.0  # seconds

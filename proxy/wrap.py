@@ -31,7 +31,7 @@ from importlib import resources
 
 from proxy.errors import StartupError
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("proxy.wrap")
 
 MODES = ("exit", "ignore", "respawn")
 SHIM_SOURCE = "rebind.c"

@@ -19,7 +19,7 @@ from typing import Any
 from proxy.errors import StartupError
 from proxy.tokens.base import BasePlugin, split_target
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("proxy.tokens.files")
 
 #: A file modified this close to when we read it may change again within the same mtime
 #: tick, so it is read again on the next lookup (git's "racy" rule).
