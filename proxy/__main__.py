@@ -1,5 +1,5 @@
 """``python -m proxy`` runs the same entry point as the ``websockify`` console script."""
 
-from proxy.cli import main
+from proxy.process.cli import main
 
 raise SystemExit(main())

@@ -58,7 +58,7 @@ class ReplyFrames(enum.Enum):
 
     #: Binary frames, as websockify (spec §5.2).
     BINARY = "binary"
-    #: Text frames; a read that is not UTF-8 goes as a binary frame (``proxy.frames``).
+    #: Text frames; a read that is not UTF-8 goes as a binary frame (``proxy.protocol.stream``).
     TEXT = "text"
     #: The type of the client's last data message (binary until the first one).
     MIRROR = "mirror"
@@ -75,7 +75,7 @@ class TextFrames(enum.Enum):
 
 @dataclass(frozen=True)
 class Settings:
-    """Everything the server and a connection need; ``proxy.cli`` maps options onto it.
+    """Everything the server and a connection need; ``proxy.process.cli`` maps options onto it.
 
     Paths are absolute (``cli`` resolves them at start, so nothing depends on the
     working directory later, spec §13.14).
@@ -170,7 +170,7 @@ class Settings:
     #: ``--compression``: accept permessage-deflate when the client offers it.
     compression: bool = False
     #: ``--max-connections``: live connections beyond which requests get 503; 0 = automatic
-    #: (``proxy.limits.default_max_connections``, below the open-file limit).
+    #: (``proxy.access.admission.default_max_connections``, below the open-file limit).
     max_connections: int = 0
     #: ``--max-connections-per-ip``: live connections per peer address; 0 = no limit.
     max_connections_per_ip: int = 0
@@ -204,7 +204,7 @@ class Settings:
     drain_timeout: float = 0.0  # seconds
     #: ``--response-header``: extra (name, value) headers on every HTTP response and the 101.
     response_headers: tuple[tuple[str, str], ...] = ()
-    #: ``--workers``: processes serving the one listening socket (``proxy.workers``).
+    #: ``--workers``: processes serving the one listening socket (``proxy.process.workers``).
     workers: int = 1
 
     @property

@@ -1,5 +1,5 @@
 """``python -m websockify``: the ``websockify`` command, as with websockify itself (#18)."""
 
-from proxy.cli import main
+from proxy.process.cli import main
 
 raise SystemExit(main())

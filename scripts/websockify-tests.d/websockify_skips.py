@@ -10,7 +10,7 @@ from __future__ import annotations
 import pytest
 
 _OPEN_PATCH = ("patches open() inside websockify's own module (websockify.token_plugins.open); "
-               "our ReadOnlyTokenFile reads its file in proxy.tokens.files, and token file "
+               "our ReadOnlyTokenFile reads its file in proxy.access.tokens.files, and token file "
                "lines are tested with real files in tests/unit/test_tokens.py")
 
 #: node id -> why it cannot pass without copying websockify's internals.

@@ -1,4 +1,4 @@
-// The JS client library (proxy/static/websockify.js) against a TCP echo target, in Node
+// The JS client library (proxy/serve/static/websockify.js) against a TCP echo target, in Node
 // (with the ws package) or in headless Chromium (imported from the --diagnostics path).
 //
 //   node library.mjs node LIBRARY_FILE ECHO_WS_URL REFUSED_WS_URL DEAD_WS_URL

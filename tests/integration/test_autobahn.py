@@ -42,7 +42,7 @@ EXCLUDED = "9.*,12.*,13.*"
 #: Cases passing for websockify 0.13.0 that may still fail for us, with the cause.
 KNOWN_REGRESSIONS = {
     # A binary message of 65535/65536 bytes spans more than one 64 KiB recv(). Fixed in
-    # the proxy: frames.ClientStream forwards each frame in one write (bounded) and the
+    # the proxy: stream.ClientStream forwards each frame in one write (bounded) and the
     # relay merges a short large target read with what follows; 1.2.6-1.2.8 pass since
     # (scripts/autobahn --cases '1.2.*', 2026-11-26). Still tolerated because loopback
     # TCP (MSS 65483) can split the 64 KiB echo inside the echo server, which no proxy

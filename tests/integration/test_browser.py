@@ -30,7 +30,7 @@ from tests.support.process import free_port, wait_port
 pytestmark = [pytest.mark.integration, pytest.mark.browser]
 
 BROWSER_DIR = Path(__file__).resolve().parent.parent / "browser"
-LIBRARY = Path(__file__).resolve().parents[2] / "proxy" / "static" / "websockify.js"
+LIBRARY = Path(__file__).resolve().parents[2] / "proxy" / "serve" / "static" / "websockify.js"
 CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
 DEBIAN_NOVNC = Path("/usr/share/novnc")
 ROOT_COLOUR = (0x33, 0x66, 0xCC)

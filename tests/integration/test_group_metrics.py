@@ -1,4 +1,5 @@
-"""``--workers N`` metrics on the real command (issue #16 part 3, proxy/metrics.py): whichever
+"""``--workers N`` metrics on the real command (issue #16 part 3,
+proxy/observe/metrics.py): whichever
 worker answers a scrape reports the whole group, and ``--stats-interval`` logs one view.
 
 As in test_workers, the other worker is stopped (SIGSTOP) while a session or scrape must
@@ -142,7 +143,7 @@ def test_stats_interval_logs_the_group_once(start_proxy: StartProxy,
 
 
 #: The command with a hard open-file limit of 120: the automatic --max-connections of
-#: each worker is then 120 * 0.9 // 2 = 54 (proxy.limits).
+#: each worker is then 120 * 0.9 // 2 = 54 (proxy.access.admission).
 LIMITED = ("import resource, runpy; resource.setrlimit(resource.RLIMIT_NOFILE, (120, 120)); "
            "runpy.run_module('proxy', run_name='__main__')")
 PER_WORKER_LIMIT = 54

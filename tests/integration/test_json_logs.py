@@ -1,5 +1,5 @@
 """``--log-format json`` on the real command is JSON line for line, and load-balancer checks
-stay out of the session records (issue #16 part 4, proxy/jsonlog.py, docs/logging.rst)."""
+stay out of the session records (issue #16 part 4, proxy/observe/jsonlog.py, docs/logging.rst)."""
 
 from __future__ import annotations
 

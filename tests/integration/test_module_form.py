@@ -50,14 +50,14 @@ def test_plugin_modules_import_in_any_program_without_side_effects(tmp_path: Pat
         import sys
         import websockify
         assert "websockify.token_plugins" not in sys.modules
-        assert "proxy.server" not in sys.modules and "proxy.plugins" not in sys.modules
+        assert "proxy.serve.server" not in sys.modules and "proxy.access.plugins" not in sys.modules
         from websockify.token_plugins import BasePlugin, ReadOnlyTokenFile, TokenRedis
         from websockify.auth_plugins import AuthenticationError, BasicHTTPAuth
         import proxy.auth, proxy.tokens
         assert BasePlugin is proxy.tokens.BasePlugin
         assert ReadOnlyTokenFile is proxy.tokens.ReadOnlyTokenFile
         assert AuthenticationError is proxy.auth.AuthenticationError
-        assert "proxy.server" not in sys.modules and "proxy.plugins" not in sys.modules
+        assert "proxy.serve.server" not in sys.modules and "proxy.access.plugins" not in sys.modules
         assert not [n for n in sys.modules if n == "redis" or n.startswith("jwcrypto")]
 
         class Fixed(BasePlugin):

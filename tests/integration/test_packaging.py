@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from proxy.cli import build_parser
+from proxy.process.cli import build_parser
 from tests.conftest import TIMEOUT
 from tests.support.process import clean_env
 
@@ -132,7 +132,7 @@ def packages_in_tree() -> set[str]:
 def test_wheel_is_pure_python_and_ships_the_shim_source(wheel: Path) -> None:
     assert wheel.name.endswith("-py3-none-any.whl")
     names = set(zipfile.ZipFile(wheel).namelist())
-    assert "proxy/rebind.c" in names
+    assert "proxy/process/rebind.c" in names
     assert "proxy/py.typed" in names
     assert not [n for n in names if n.endswith((".so", ".o"))]
     assert not [n for n in names if n.startswith("tests/")]
@@ -141,7 +141,7 @@ def test_wheel_is_pure_python_and_ships_the_shim_source(wheel: Path) -> None:
 def test_wheel_holds_the_websockify_package_and_every_proxy_subpackage(wheel: Path) -> None:
     """setup.cfg lists the packages; one left off would be silently missing (#18)."""
     names = set(zipfile.ZipFile(wheel).namelist())
-    assert {"proxy.tokens", "proxy"} <= packages_in_tree()
+    assert {"proxy.access.tokens", "proxy"} <= packages_in_tree()
     for package in packages_in_tree():
         assert f"{package.replace('.', '/')}/__init__.py" in names, package
     for module in ("__init__", "__main__", "token_plugins", "auth_plugins"):
@@ -171,7 +171,7 @@ def test_sdist_holds_what_the_wheel_is_built_from(dists: Dists) -> None:
     with tarfile.open(dists.sdist) as sdist:
         names = {name.split("/", 1)[1] for name in sdist.getnames() if "/" in name}
     assert {"LICENSE", "COPYING", "README.rst", "pyproject.toml", "setup.cfg", "setup.py",
-            "docs/websockify.1", "proxy/_websockify/__main__.py", "proxy/rebind.c"} <= names
+            "docs/websockify.1", "proxy/_websockify/__main__.py", "proxy/process/rebind.c"} <= names
 
 
 def test_build_has_no_deprecation_warning_and_twine_check_passes(dists: Dists) -> None:
@@ -218,7 +218,7 @@ def test_wheel_installs_into_a_fresh_venv_and_runs(wheel: Path, tmp_path: Path) 
     assert result.stdout.startswith(b"websockify (websockify-threaded) ")
     where = subprocess.run(
         [str(python), "-c", "import proxy, importlib.resources as r; print(proxy.__file__); "
-         "print(len(r.files('proxy').joinpath('rebind.c').read_bytes()))"],
+         "print(len(r.files('proxy.process').joinpath('rebind.c').read_bytes()))"],
         capture_output=True, env=env, cwd=tmp_path, timeout=6 * TIMEOUT, check=True)
     file, size = where.stdout.decode().split()
     assert file.startswith(str(tmp_path / "site")) and int(size) > 1000

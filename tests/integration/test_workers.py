@@ -1,5 +1,5 @@
 """``--workers N`` on the real command: N processes on one listening socket (issue 8,
-proxy/workers.py, docs/scaling.rst).
+proxy/process/workers.py, docs/scaling.rst).
 
 Which worker takes a connection is the kernel's choice; to put a session in a given worker
 the tests stop the other one (SIGSTOP) while connecting, so it cannot accept.

@@ -8,7 +8,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import TypeVar
 
-from proxy.server import ProxyServer
+from proxy.serve.server import ProxyServer
 from proxy.settings import Settings
 from tests.conftest import TIMEOUT
 

@@ -14,11 +14,11 @@ from wsproto import ConnectionType, WSConnection
 from wsproto.connection import ConnectionState
 from wsproto.events import AcceptConnection, CloseConnection, Event, Request
 
-from proxy import handshake
+from proxy.protocol import handshake
 
 
 def open_pair() -> tuple[WSConnection, WSConnection]:
-    """A wsproto client and an OPEN server connection built by ``proxy.handshake.accept``."""
+    """A wsproto client and an OPEN server connection built by ``handshake.accept``."""
     client = WSConnection(ConnectionType.CLIENT)
     request = client.send(Request(host="example", target="/", subprotocols=["binary"]))
     key = next(line for line in request.split(b"\r\n")

@@ -8,8 +8,8 @@ from email.message import Message
 
 import pytest
 
-from proxy import access
-from proxy.auth import (
+from proxy.access import resolve
+from proxy.access.auth import (
     AuthenticationError,
     BasicHTTPAuth,
     ClientCertCNAuth,
@@ -18,7 +18,7 @@ from proxy.auth import (
     same_origin,
 )
 from proxy.errors import HandshakeError
-from proxy.plugins import load_plugin
+from proxy.access.plugins import load_plugin
 from proxy.settings import Target
 from tests.conftest import TIMEOUT
 
@@ -180,13 +180,13 @@ def test_client_cert_cn_cannot_be_claimed_by_a_header(spoof: str) -> None:
     plugin = ClientCertCNAuth("alice bob")
     message = headers()
     message[spoof] = "alice"
-    access.strip_client_cert_headers(message, None)
+    resolve.strip_client_cert_headers(message, None)
     with pytest.raises(HandshakeError) as info:
-        access.authenticate(plugin, message, Target("h", 1))
+        resolve.authenticate(plugin, message, Target("h", 1))
     assert info.value.status == 403
     message[spoof] = "alice"
-    access.strip_client_cert_headers(message, "bob")  # the verified certificate says bob
-    access.authenticate(plugin, message, Target("h", 1))
+    resolve.strip_client_cert_headers(message, "bob")  # the verified certificate says bob
+    resolve.authenticate(plugin, message, Target("h", 1))
     assert message.get_all("SSL_CLIENT_S_DN_CN") == ["bob"]
 
 

@@ -1,10 +1,10 @@
-"""proxy.cli.parse_cli: websockify's positional forms and usage errors (spec §2)."""
+"""proxy.process.cli.parse_cli: websockify's positional forms and usage errors (spec §2)."""
 
 from __future__ import annotations
 
 import pytest
 
-from proxy.cli import parse_cli
+from proxy.process.cli import parse_cli
 from proxy.settings import TextFrames
 
 USAGE = (
@@ -139,7 +139,7 @@ def test_option_checks_match_websockify(argv: list[str], message: str,
 
 def test_abbreviations_websockify_accepted_keep_their_meaning() -> None:
     """`--tr` was --traffic in 0.13.0, even though --text-frames shares the prefix now."""
-    from proxy.cli import parse_args
+    from proxy.process.cli import parse_args
 
     _settings, opts = parse_args(["--tr", "--verb", "--heart", "5", "--run", "1", "h:2"])
     assert opts.traffic and opts.verbose and opts.heartbeat == 5 and opts.run_once
@@ -148,7 +148,7 @@ def test_abbreviations_websockify_accepted_keep_their_meaning() -> None:
 
 
 def test_values_that_begin_with_a_dash_are_accepted_as_optparse_did() -> None:
-    from proxy.cli import parse_args
+    from proxy.process.cli import parse_args
 
     _settings, opts = parse_args(["1", "h:2", "--key-password", "-secret", "--cert", "--x"])
     assert opts.key_password == "-secret"

@@ -1,4 +1,4 @@
-"""proxy.frames.ClientStream: the frame policy, fed by a wsproto client or raw frames."""
+"""proxy.protocol.stream.ClientStream: the frame policy, fed by a wsproto client or raw frames."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import base64
 import pytest
 from wsproto.events import BytesMessage, CloseConnection, Message, Ping, Pong, TextMessage
 
-from proxy.frames import ClientStream, DataMode
+from proxy.protocol.stream import ClientStream, DataMode
 from proxy.settings import TextFrames
 from tests.unit.helpers import client_events, close_of, open_pair, raw_frame
 

@@ -1,5 +1,5 @@
-"""Units of issue #16 part 3: ``--workers`` metrics in shared memory (proxy.metrics), the
-health view of the group (proxy.probes) and the exposition parsed by a real parser."""
+"""Units of issue #16 part 3: ``--workers`` metrics in shared memory (proxy.observe.metrics), the
+health view of the group (proxy.observe.probes) and the exposition parsed by a real parser."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import warnings
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from proxy import metrics, probes
+from proxy.observe import metrics, probes
 
 
 class Counts:

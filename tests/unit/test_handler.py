@@ -14,7 +14,7 @@ import pytest
 from wsproto import ConnectionType, WSConnection
 from wsproto.events import AcceptConnection, CloseConnection, Message, Request, TextMessage
 
-from proxy.server import ProxyServer
+from proxy.serve.server import ProxyServer
 from tests.conftest import TIMEOUT
 from tests.unit.helpers import raw_frame
 from tests.support.inprocess import running

@@ -1,4 +1,4 @@
-"""proxy.handshake: websockify's upgrade checks and the 101, without sockets."""
+"""proxy.protocol.handshake: websockify's upgrade checks and the 101, without sockets."""
 
 from __future__ import annotations
 
@@ -10,9 +10,9 @@ import pytest
 from wsproto import ConnectionType, WSConnection
 from wsproto.events import AcceptConnection, Request
 
-from proxy import handshake
+from proxy.protocol import handshake
 from proxy.errors import HandshakeError
-from proxy.frames import DataMode
+from proxy.protocol.stream import DataMode
 
 RFC_KEY = "dGhlIHNhbXBsZSBub25jZQ=="
 RFC_ACCEPT = "s3pPLMBiTxaQ9kYGzzhZRbK+xOo="

@@ -1,5 +1,6 @@
 """Units of issue #16 part 4: ``--log-format json`` makes every line one JSON object
-(proxy.jsonlog, proxy.logsetup), and probes get no session record by default (sessionlog)."""
+(proxy.observe.jsonlog, proxy.observe.logsetup), and
+probes get no session record by default (sessionlog)."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from proxy import jsonlog, logsetup, sessionlog
+from proxy.observe import jsonlog, logsetup, sessionlog
 from proxy.settings import Settings
 
 

@@ -1,4 +1,4 @@
-"""``--log-file`` rotation without signals and the mode of new files (proxy/logsetup.py).
+"""``--log-file`` rotation without signals and the mode of new files (proxy/observe/logsetup.py).
 
 #16 Operations 2 §2: the handler notices a renamed or removed file by itself, at most one
 ``stat()`` per ``ROTATION_CHECK``; #15 Reliability 2 §3: new files are 0640 whatever the umask.
@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from proxy import logsetup
+from proxy.observe import logsetup
 from proxy.settings import Settings
 from tests.unit.test_logsetup import restore_logging
 

@@ -1,4 +1,4 @@
-"""Root handlers, ``--log-file`` reopening and the syslog formats (proxy/logsetup.py)."""
+"""Root handlers, ``--log-file`` reopening and the syslog formats (proxy/observe/logsetup.py)."""
 
 from __future__ import annotations
 
@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from proxy import logsetup
-from proxy.logsetup import (FACILITY_DAEMON, FACILITY_USER, SyslogHandler, format_syslog,
-                            syslog_address)
+from proxy.observe import logsetup
+from proxy.observe.logsetup import (FACILITY_DAEMON, FACILITY_USER, SyslogHandler, format_syslog,
+                                    syslog_address)
 from proxy.settings import Settings
 from tests.conftest import TIMEOUT
 

@@ -10,8 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from proxy import activation, daemon, metrics, probes, relay, sessionlog, wrap
-from proxy.cli import parse_cli
+from proxy.observe import metrics, probes, sessionlog
+from proxy.process import activation, daemon, wrap
+from proxy.transport import relay
+from proxy.process.cli import parse_cli
 from proxy.errors import HandshakeError, TokenError
 from proxy.settings import Settings
 
@@ -138,7 +140,7 @@ def test_failure_reasons() -> None:
     assert sessionlog.failure_reason(HandshakeError(HTTPStatus.SERVICE_UNAVAILABLE)) == "limit"
     assert sessionlog.failure_reason(HandshakeError(HTTPStatus.BAD_GATEWAY)) == "target"
     assert sessionlog.failure_reason(HandshakeError(HTTPStatus.BAD_REQUEST)) == "handshake"
-    from proxy.auth import AuthenticationError
+    from proxy.access.auth import AuthenticationError
     try:
         raise HandshakeError(HTTPStatus.FORBIDDEN) from AuthenticationError()
     except HandshakeError as exc:

@@ -1,4 +1,4 @@
-"""proxy.plugins and proxy.access: websockify's plugin interfaces, without sockets."""
+"""proxy.access.plugins and .resolve: websockify's plugin interfaces, without sockets."""
 
 from __future__ import annotations
 
@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from proxy import access, auth, tokens
+from proxy.access import auth, resolve, tokens
 from proxy.errors import HandshakeError, StartupError, TokenError
-from proxy.plugins import load_plugin
+from proxy.access.plugins import load_plugin
 from proxy.settings import Settings, Target
 
 
@@ -57,11 +57,11 @@ def test_a_websockify_style_user_plugin_loads_by_dotted_name(
     monkeypatch.syspath_prepend(str(tmp_path))
     deny = load_plugin("site_plugins.Deny", "auth", None)
     with pytest.raises(HandshakeError) as info:
-        access.authenticate(deny, headers(), Target("h", 1))
+        resolve.authenticate(deny, headers(), Target("h", 1))
     assert (info.value.status, info.value.reason) == (401, "nope")
     assert info.value.log_line == "handler exception: 401 nope"
     fixed = load_plugin("site_plugins.Fixed", "token", "/run")
-    target = access.resolve_target(Settings(token_plugin="x"), fixed, "/?token=vnc", headers())
+    target = resolve.resolve_target(Settings(token_plugin="x"), fixed, "/?token=vnc", headers())
     assert target == Target(unix_socket="/run/vnc")
 
 
@@ -120,20 +120,21 @@ def test_a_plugin_constructor_failure_is_a_startup_error(tmp_path: Path,
 )
 def test_tokens_are_read_from_the_query_as_websockify_does(path: str, token: str) -> None:
     table = Table({token: ("h", 5900)})
-    assert access.resolve_target(Settings(token_plugin="x"), table, path, headers()) == Target("h", 5900)
+    found = resolve.resolve_target(Settings(token_plugin="x"), table, path, headers())
+    assert found == Target("h", 5900)
     assert table.asked == [token]
 
 
 @pytest.mark.parametrize("path", ["/", "/?token=", "/tok1", "/?other=1"])
 def test_no_token_is_a_400_with_websockify_log_text(path: str) -> None:
     with pytest.raises(TokenError) as info:
-        access.resolve_target(Settings(token_plugin="x"), Table({}), path, headers())
+        resolve.resolve_target(Settings(token_plugin="x"), Table({}), path, headers())
     assert (info.value.status, info.value.log_line) == (400, "Token not present")
 
 
 def test_an_unknown_token_is_a_404_with_websockify_log_text() -> None:
     with pytest.raises(TokenError) as info:
-        access.resolve_target(Settings(token_plugin="x"), Table({}), "/?token=nope", headers())
+        resolve.resolve_target(Settings(token_plugin="x"), Table({}), "/?token=nope", headers())
     assert (info.value.status, info.value.log_line) == (404, "Token 'nope' not found")
 
 
@@ -141,7 +142,7 @@ def test_an_unknown_token_is_a_404_with_websockify_log_text() -> None:
 def test_host_token_reads_the_host_header(host: str, token: str) -> None:
     table = Table({token: ("h", "1")})
     settings = Settings(token_plugin="x", host_token=True)
-    assert access.resolve_target(settings, table, "/", headers(f"Host: {host}")) == Target("h", 1)
+    assert resolve.resolve_target(settings, table, "/", headers(f"Host: {host}")) == Target("h", 1)
 
 
 @pytest.mark.parametrize(
@@ -150,16 +151,16 @@ def test_host_token_reads_the_host_header(host: str, token: str) -> None:
      (["unix_socket", "/s"], Target(unix_socket="/s"))],
 )
 def test_lookup_answers_in_every_documented_shape(answer: object, target: Target) -> None:
-    found = access.resolve_target(Settings(token_plugin="x"), Table({"t": answer}), "/?token=t",
-                                  headers())
+    found = resolve.resolve_target(Settings(token_plugin="x"), Table({"t": answer}), "/?token=t",
+                                   headers())
     assert found == target
 
 
 @pytest.mark.parametrize("answer", [("h",), ("h", "p", "q"), "h:1", 42])
 def test_a_nonsense_lookup_answer_is_a_500(answer: object) -> None:
     with pytest.raises(TokenError) as info:
-        access.resolve_target(Settings(token_plugin="x"), Table({"t": answer}), "/?token=t",
-                              headers())
+        resolve.resolve_target(Settings(token_plugin="x"), Table({"t": answer}), "/?token=t",
+                               headers())
     assert info.value.status == 500
 
 
@@ -172,8 +173,8 @@ def test_a_nonsense_lookup_answer_is_a_500(answer: object) -> None:
 def test_a_port_that_cannot_be_used_is_a_502_naming_the_value(port: object, shown: str) -> None:
     """#18: not "500 Token plugin failed"; one log line with the value."""
     with pytest.raises(HandshakeError) as info:
-        access.resolve_target(Settings(token_plugin="x"), Table({"vnc": ("h", port)}),
-                              "/?token=vnc", headers())
+        resolve.resolve_target(Settings(token_plugin="x"), Table({"vnc": ("h", port)}),
+                               "/?token=vnc", headers())
     assert not isinstance(info.value, TokenError)
     assert (info.value.status, str(info.value)) == (502, "502 Bad Gateway")
     assert info.value.log_line == f"Token 'vnc': unusable port {shown}"
@@ -182,8 +183,8 @@ def test_a_port_that_cannot_be_used_is_a_502_naming_the_value(port: object, show
 @pytest.mark.parametrize(("port", "number"), [("http", 80), ("https", 443), (b"ssh", 22)])
 def test_a_service_name_port_is_resolved_as_websockify_s_resolver_does(
         port: object, number: int) -> None:
-    target = access.resolve_target(Settings(token_plugin="x"), Table({"t": ("h", port)}),
-                                   "/?token=t", headers())
+    target = resolve.resolve_target(Settings(token_plugin="x"), Table({"t": ("h", port)}),
+                                    "/?token=t", headers())
     assert (target, target.given_port) == (Target("h", number), port)
 
 
@@ -206,33 +207,33 @@ def test_auth_plugins_get_the_target_as_the_token_plugin_returned_it(
         answer: object, given: tuple[object, object]) -> None:
     """#18: websockify hands the plugin's values through; None/None for a Unix socket."""
     recorder = Recorder()
-    target = access.resolve_target(Settings(token_plugin="x"), Table({"t": answer}),
-                                   "/?token=t", headers())
-    access.authenticate(recorder, headers(), target)
+    target = resolve.resolve_target(Settings(token_plugin="x"), Table({"t": answer}),
+                                    "/?token=t", headers())
+    resolve.authenticate(recorder, headers(), target)
     assert recorder.calls == [given]
 
 
 def test_auth_plugins_get_the_configured_target_or_none() -> None:
     recorder = Recorder()
-    access.authenticate(recorder, headers(), Settings(target_host="t", target_port=9).target)
-    access.authenticate(recorder, headers(), Settings(unix_target="/s").target)
-    access.authenticate(recorder, headers(), Settings(token_plugin="x").target)
+    resolve.authenticate(recorder, headers(), Settings(target_host="t", target_port=9).target)
+    resolve.authenticate(recorder, headers(), Settings(unix_target="/s").target)
+    resolve.authenticate(recorder, headers(), Settings(token_plugin="x").target)
     assert recorder.calls == [("t", 9), (None, None), (None, None)]
 
 
 def test_without_a_token_plugin_the_configured_target_is_used() -> None:
     settings = Settings(target_host="t", target_port=9)
-    assert access.resolve_target(settings, None, "/?token=x", headers()) == Target("t", 9)
+    assert resolve.resolve_target(settings, None, "/?token=x", headers()) == Target("t", 9)
 
 
 def test_client_certificate_headers_are_stripped_in_every_letter_case() -> None:
     """websockify strips only SSL_CLIENT_S_DN_CN and lets ssl_client_s_dn_cn through (§9.2)."""
     h = headers("SSL_CLIENT_S_DN_CN: mallory", "ssl_client_s_dn_cn: alice",
                 "Ssl_Client_S_Dn_Cn: bob", "ssl_other: 1", "X-Keep: yes")
-    access.strip_client_cert_headers(h, None)
+    resolve.strip_client_cert_headers(h, None)
     assert h.get("SSL_CLIENT_S_DN_CN") is None and h.get("ssl_other") is None
     assert h.get("X-Keep") == "yes"
-    access.strip_client_cert_headers(h, "carol")
+    resolve.strip_client_cert_headers(h, "carol")
     assert h.get_all("ssl_client_s_dn_cn") == ["carol"]
 
 
@@ -247,7 +248,7 @@ def test_an_error_with_websockify_attributes_is_recognised_whatever_its_class() 
             raise ForeignAuthError()
 
     with pytest.raises(HandshakeError) as info:
-        access.authenticate(Plugin(), headers(), Target("h", 1))
+        resolve.authenticate(Plugin(), headers(), Target("h", 1))
     assert (info.value.status, info.value.reason) == (403, "Forbidden")
     assert info.value.headers == (("X-Why", "policy"),)
 

@@ -14,7 +14,7 @@ import time
 
 from wsproto.events import CloseConnection, Message
 
-from proxy.relay import CLIENT_LEFT, TARGET_LEFT, Limits
+from proxy.transport.relay import CLIENT_LEFT, TARGET_LEFT, Limits
 from tests.conftest import TIMEOUT
 from tests.unit.test_relay import Rig, rig
 

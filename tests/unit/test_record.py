@@ -1,4 +1,5 @@
-"""The ``--record`` writer (proxy/record.py) and the recording parser (proxy/replay.py)."""
+"""The ``--record`` writer (proxy/observe/record.py) and the recording parser
+(proxy/observe/replay.py)."""
 
 from __future__ import annotations
 
@@ -11,10 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from proxy import replay
-from proxy.record import Recorder, escape
-from proxy.replay import Entry, RecordingError, parse_recording
-from proxy.server import ProxyServer
+from proxy.observe import replay
+from proxy.observe.record import Recorder, escape
+from proxy.observe.replay import Entry, RecordingError, parse_recording
+from proxy.serve.server import ProxyServer
 from proxy.settings import Settings
 from tests.conftest import TIMEOUT
 

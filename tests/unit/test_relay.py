@@ -1,4 +1,4 @@
-"""proxy.relay over socketpair(): a wsproto client on one side, raw bytes on the other."""
+"""proxy.transport.relay over socketpair(): a wsproto client on one side, raw bytes on the other."""
 
 from __future__ import annotations
 
@@ -12,10 +12,10 @@ from dataclasses import dataclass, field
 from wsproto import WSConnection
 from wsproto.events import BytesMessage, CloseConnection, Event, Message, Ping, Pong
 
-from proxy.closes import CloseInfo
-from proxy.frames import ClientStream
-from proxy.relay import Limits, Relay, close_session
-from proxy.sockio import StopSignal
+from proxy.protocol.closes import CloseInfo
+from proxy.protocol.stream import ClientStream
+from proxy.transport.relay import Limits, Relay, close_session
+from proxy.transport.sockio import StopSignal
 from tests.conftest import TIMEOUT
 from tests.unit.helpers import open_pair, raw_frame
 

@@ -10,10 +10,10 @@ from wsproto.events import (AcceptConnection, BytesMessage, CloseConnection, Pon
                             TextMessage)
 from wsproto.extensions import PerMessageDeflate
 
-from proxy import handshake
-from proxy.deflate import BoundedDeflate, parse_offer
-from proxy.frames import ClientStream
-from proxy.limits import Admission, default_max_connections
+from proxy.protocol import handshake
+from proxy.protocol.deflate import BoundedDeflate, parse_offer
+from proxy.protocol.stream import ClientStream
+from proxy.access.admission import Admission, default_max_connections
 from proxy.settings import ReplyFrames, Settings
 from tests.unit.helpers import client_events, open_pair, raw_frame
 
@@ -259,5 +259,5 @@ def test_basic_auth_compares_credentials_in_constant_time() -> None:
     """websockify compares with ``==`` (spec §13.15); ours hashes, then compare_digest."""
     import inspect
 
-    from proxy.auth import BasicHTTPAuth
+    from proxy.access.auth import BasicHTTPAuth
     assert "hmac.compare_digest(" in inspect.getsource(BasicHTTPAuth.validate_creds)

@@ -1,11 +1,11 @@
-"""proxy.runner: process-level settings applied before serving."""
+"""proxy.process.runner: process-level settings applied before serving."""
 
 from __future__ import annotations
 
 import socket
 import sys
 
-from proxy import runner
+from proxy.process import runner
 from proxy.settings import Settings
 
 
@@ -25,7 +25,7 @@ def test_serve_lengthens_the_gil_switch_interval_before_binding() -> None:
 
 def test_each_worker_numbers_its_own_sessions() -> None:
     """--workers: ids stay unique across workers (log lines, --record file names)."""
-    from proxy.server import ProxyServer
+    from proxy.serve.server import ProxyServer
 
     server = ProxyServer(Settings(listen_host="127.0.0.1", listen_port=0,
                                   target_host="127.0.0.1", target_port=9, workers=3))

@@ -1,4 +1,4 @@
-"""proxy.sdnotify: which environment asks for notifications, and who may send them (#16)."""
+"""proxy.process.sdnotify: which environment asks for notifications, and who may send them (#16)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from proxy import sdnotify
+from proxy.process import sdnotify
 
 
 def test_the_variables_are_taken_out_of_the_environment() -> None:

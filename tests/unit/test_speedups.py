@@ -1,4 +1,4 @@
-"""proxy.speedups: the numpy unmasking agrees with wsproto's masker, chunk by chunk."""
+"""proxy.protocol.speedups: the numpy unmasking agrees with wsproto's masker, chunk by chunk."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import os
 import pytest
 from wsproto import frame_protocol
 
-from proxy import speedups
+from proxy.protocol import speedups
 
 np = pytest.importorskip("numpy")
 

@@ -1,4 +1,5 @@
-"""proxy.tls and the handler's TLS paths: an in-process ProxyServer and real TLS clients."""
+"""proxy.transport.tls and the handler's TLS
+paths: an in-process ProxyServer and real TLS clients."""
 
 from __future__ import annotations
 
@@ -15,9 +16,9 @@ from pathlib import Path
 import pytest
 from wsproto import ConnectionType, WSConnection
 
-from proxy import tls
+from proxy.transport import tls
 from proxy.errors import StartupError
-from proxy.server import ProxyServer
+from proxy.serve.server import ProxyServer
 from proxy.settings import Settings
 from tests.conftest import TIMEOUT
 from tests.support.backends import EchoBackend
@@ -391,7 +392,7 @@ def test_ssl_target_no_verify_accepts_any_certificate(pki: Pki) -> None:
 
 def test_tls_options_map_onto_settings_with_absolute_paths(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from proxy.cli import parse_cli
+    from proxy.process.cli import parse_cli
 
     monkeypatch.chdir(tmp_path)
     default = parse_cli(["1", "h:2"])
@@ -417,7 +418,7 @@ def test_tls_options_map_onto_settings_with_absolute_paths(
 ])
 def test_target_tls_options_need_ssl_target(argv: list[str], message: str,
                                             capsys: pytest.CaptureFixture[str]) -> None:
-    from proxy.cli import parse_cli
+    from proxy.process.cli import parse_cli
 
     with pytest.raises(SystemExit) as info:
         parse_cli([*argv, "1", "h:2"])

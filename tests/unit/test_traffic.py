@@ -1,4 +1,4 @@
-"""``--traffic`` markers, ``--traffic-dump`` text and ``session_tap`` (proxy/traffic.py)."""
+"""``--traffic`` markers, ``--traffic-dump`` text and ``session_tap`` (proxy/observe/traffic.py)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from proxy.settings import Settings
-from proxy.traffic import SessionTap, TrafficDump, TrafficMarkers, hexdump, session_tap
+from proxy.observe.traffic import SessionTap, TrafficDump, TrafficMarkers, hexdump, session_tap
 from tests.support.spectext import LEGEND
 
 

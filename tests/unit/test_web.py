@@ -1,4 +1,4 @@
-"""Static files and built-in pages (``proxy.web``): pure decisions, then over a socket.
+"""Static files and built-in pages (``proxy.serve.web``): pure decisions, then over a socket.
 
 The in-process tests run ``ProxyServer`` on port 0 in a thread with ``--web`` pointing at
 a tree built in ``tmp_path`` (STYLE.md §8.5), and talk raw HTTP/1.1 to it.
@@ -15,9 +15,9 @@ from pathlib import Path
 
 import pytest
 
-from proxy import web
-from proxy.cli import parse_cli
-from proxy.server import ProxyServer
+from proxy.serve import web
+from proxy.process.cli import parse_cli
+from proxy.serve.server import ProxyServer
 from proxy.settings import Settings
 from tests.conftest import TIMEOUT
 from tests.support.inprocess import running

@@ -1,0 +1,157 @@
+"""Per-connection facts for ``--log-format json`` and the metrics (one record per connection).
+
+``Session`` is filled in by the handler thread that owns it (never shared); ``record``
+turns it into the JSON object that ``--log-format json`` logs when the connection ends.
+``failure_reason`` is the one place a rejected request is classified for both.
+No sockets here.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from http import HTTPStatus
+from typing import Any
+
+from proxy.observe import jsonlog, probes
+from proxy.access.auth import is_authentication_error
+from proxy.errors import HandshakeError, TokenError
+from proxy.protocol.handshake import is_upgrade
+from proxy.observe.metrics import ByteCounts, Metrics
+from proxy.settings import Settings
+from proxy.access.tokens import extract_token
+
+#: The logger of the JSON records (same root handlers as every other line).
+log = logging.getLogger("proxy.sessions")
+
+LOG_FORMATS = ("classic", "json", "both")
+
+
+@dataclass
+class Session:
+    """What one connection did; owned by its handler thread."""
+
+    peer: str
+    peer_port: int | None = None
+    started: float = field(default_factory=time.time)
+    started_monotonic: float = field(default_factory=time.monotonic)
+    #: The client as the logs name it (a trusted proxy's X-Forwarded-For, else the peer).
+    client: str = ""
+    forwarded_for: str | None = None
+    tls: bool = False
+    method: str | None = None
+    path: str | None = None
+    #: A WebSocket upgrade was asked for.
+    websocket: bool = False
+    status: int | None = None
+    token: str | None = None
+    target: str | None = None
+    relay: ByteCounts | None = None
+    close_code: int | None = None
+    close_reason: str | None = None
+    closed_by_client: bool | None = None
+    failure: str | None = None
+    #: The connection closed (or timed out) before sending a byte: a port probe.
+    silent: bool = False
+
+    @property
+    def upgraded(self) -> bool:
+        return self.status == HTTPStatus.SWITCHING_PROTOCOLS
+
+    def reject(self, exc: HandshakeError) -> None:
+        self.failure = failure_reason(exc)
+
+
+def failure_reason(exc: HandshakeError) -> str:
+    """The metrics label of a rejected request."""
+    if isinstance(exc, TokenError):
+        return "token"
+    if exc.__cause__ is not None and is_authentication_error(exc.__cause__):
+        return "auth"
+    if exc.status in (HTTPStatus.SERVICE_UNAVAILABLE, HTTPStatus.TOO_MANY_REQUESTS):
+        return "limit"
+    if exc.status in (HTTPStatus.BAD_GATEWAY, HTTPStatus.GATEWAY_TIMEOUT):
+        return "target"
+    return "handshake"
+
+
+def record(session: Session, now: float | None = None) -> dict[str, Any]:
+    """The JSON object logged for ``session`` (``now``: a ``time.monotonic()`` value)."""
+    ended = time.monotonic() if now is None else now
+    relay = session.relay
+    closed_by = None
+    if session.closed_by_client is not None:
+        closed_by = "client" if session.closed_by_client else "server"
+    return {
+        "time": jsonlog.iso_time(session.started),
+        "client": session.client or session.peer,
+        "peer": session.peer,
+        "peer_port": session.peer_port,
+        "forwarded_for": session.forwarded_for,
+        "tls": session.tls,
+        "method": session.method,
+        "path": session.path,
+        "websocket": session.websocket,
+        "status": session.status,
+        "token": session.token,
+        "target": session.target,
+        "bytes_from_client": relay.received_from_client if relay else 0,
+        "bytes_from_target": relay.received_from_target if relay else 0,
+        "duration": round(ended - session.started_monotonic, 3),
+        "close_code": session.close_code,
+        "close_reason": session.close_reason,
+        "closed_by": closed_by,
+        "failure": session.failure,
+    }
+
+
+def emit(session: Session, level: int = logging.INFO) -> None:
+    """Log ``session`` as one JSON line (the fields ride along for ``proxy.observe.jsonlog``)."""
+    if log.isEnabledFor(level):
+        fields = record(session)
+        log.log(level, "%s", jsonlog.dumps(fields), extra={jsonlog.FIELDS: fields})
+
+
+def is_probe(session: Session, settings: Settings) -> bool:
+    """A port probe (closed before sending a byte) or a ``--health-path``/``--metrics-path``
+    request: no record at the default verbosity, ``-v`` shows them (issue #16); the metrics
+    count them anyway. Load-balancer checks must not drown the session records."""
+    return session.silent or (session.path is not None
+                              and probes.route(settings, session.path) is not None)
+
+
+def start(client_address: Any, metrics: Metrics) -> Session:
+    """A new connection's ``Session`` (counted in ``metrics`` at once)."""
+    metrics.connection_started()
+    if isinstance(client_address, tuple) and len(client_address) >= 2:
+        return Session(peer=str(client_address[0]), peer_port=int(client_address[1]))
+    return Session(peer="unix")
+
+
+def finish(session: Session, handler: Any, metrics: Metrics, log_json: bool) -> None:
+    """The connection ended: fill in the request facts, count it, log the JSON record.
+
+    Args:
+        handler: the ``ProxyRequestHandler`` (its request attributes exist only once a
+            request line was parsed).
+    """
+    headers = getattr(handler, "headers", None)
+    session.method = getattr(handler, "command", None) or None
+    session.path = getattr(handler, "path", None) or None
+    session.client = handler.address_string()
+    session.tls = bool(getattr(handler, "secure", False))
+    if headers is not None:
+        session.forwarded_for = headers.get("X-Forwarded-For")
+        session.websocket = is_upgrade(headers)
+        settings = handler.settings
+        if settings.token_plugin and session.path is not None and session.websocket:
+            session.token = extract_token(settings.token_from, settings.host_token,
+                                          session.path, headers)
+    if session.relay is not None:
+        metrics.relay_finished(session.relay)
+    metrics.connection_finished(
+        failure=session.failure, status=session.status if session.websocket else None,
+        upgrade=session.upgraded, close_code=session.close_code)
+    if log_json:
+        emit(session, logging.DEBUG if is_probe(session, handler.settings) else logging.INFO)

@@ -1,0 +1,134 @@
+"""Decide whether an HTTP request may be upgraded, and build the 101 with wsproto.
+
+Pure: works on parsed headers and returns bytes; never touches a socket. websockify's own
+checks and reason texts run first (spec §4.3), then the request is normalised (version
+13, Connection and Host present) and handed to wsproto, so wsproto never answers 426.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from email.message import Message
+from http import HTTPStatus
+
+import h11
+from wsproto import ConnectionType, WSConnection
+from wsproto.events import AcceptConnection, Request
+from wsproto.extensions import Extension
+from wsproto.utilities import ProtocolError
+
+from proxy.errors import HandshakeError
+from proxy.protocol.stream import DataMode
+
+# Reason phrases of websockify 0.13.0's 400 answers, verbatim (spec §4.3).
+MISSING_VERSION = "Missing Sec-WebSocket-Version header"
+UNSUPPORTED_VERSION = "Unsupported protocol version %s"
+MISSING_KEY = "Missing Sec-WebSocket-Key header"
+INVALID_PROTOCOL = "Invalid protocol selected"
+# Ours: a key wsproto/h11 cannot carry (non-ASCII or control characters).
+INVALID_KEY = "Invalid Sec-WebSocket-Key header"
+
+#: websockify accepts the hybi-07/08 drafts as well as RFC 6455 (spec §4.3).
+SUPPORTED_VERSIONS = frozenset({"7", "8", "13"})
+
+_SUBPROTOCOL_MODES = {"binary": DataMode.BINARY, "base64": DataMode.BASE64}
+
+
+@dataclass(frozen=True)
+class Upgrade:
+    """An upgrade request that passed the checks."""
+
+    key: str
+    #: The subprotocol to answer with, or None for no Sec-WebSocket-Protocol header.
+    subprotocol: str | None
+    #: The client's Sec-WebSocket-Extensions offers (``--compression``), in its order.
+    extensions: tuple[str, ...] = field(default=())
+
+    @property
+    def mode(self) -> DataMode:
+        return _SUBPROTOCOL_MODES.get(self.subprotocol or "binary", DataMode.BINARY)
+
+
+def is_upgrade(headers: Message) -> bool:
+    """True for a WebSocket upgrade; websockify compares the whole value (spec §4.2)."""
+    return str(headers.get("Upgrade", "")).lower() == "websocket"
+
+
+def offered_subprotocols(headers: Message) -> list[str]:
+    """The client's subprotocols, every header occurrence, whitespace trimmed.
+
+    websockify splits the first header on "," without trimming, so "base64, binary" fails
+    there (spec §4.4, §13.2); RFC 6455 allows optional whitespace around the commas.
+    """
+    offered: list[str] = []
+    for value in headers.get_all("Sec-WebSocket-Protocol") or ():
+        offered.extend(item.strip() for item in str(value).split(","))
+    return [item for item in offered if item]
+
+
+def choose_subprotocol(offered: Sequence[str]) -> str | None:
+    """``binary`` wins when offered; ``base64`` alone is supported again (0.13 answers 400)."""
+    if not offered:
+        return None
+    for name in ("binary", "base64"):
+        if name in offered:
+            return name
+    raise HandshakeError(HTTPStatus.BAD_REQUEST, INVALID_PROTOCOL)
+
+
+def check_upgrade(headers: Message) -> Upgrade:
+    """Run websockify's checks in its order (spec §4.3).
+
+    Raises:
+        HandshakeError: 400 with websockify's reason text.
+    """
+    version = headers.get("Sec-WebSocket-Version")
+    if version is None:
+        raise HandshakeError(HTTPStatus.BAD_REQUEST, MISSING_VERSION)
+    if str(version).strip() not in SUPPORTED_VERSIONS:
+        raise HandshakeError(HTTPStatus.BAD_REQUEST, UNSUPPORTED_VERSION % version)
+    key = headers.get("Sec-WebSocket-Key")
+    if key is None:
+        raise HandshakeError(HTTPStatus.BAD_REQUEST, MISSING_KEY)
+    offers = tuple(offer.strip() for value in headers.get_all("Sec-WebSocket-Extensions") or ()
+                   for offer in str(value).split(",") if offer.strip())
+    return Upgrade(str(key).strip(), choose_subprotocol(offered_subprotocols(headers)), offers)
+
+
+def accept(upgrade: Upgrade, extra_headers: Sequence[tuple[str, str]],
+           extensions: Sequence[Extension] = ()) -> tuple[WSConnection, bytes]:
+    """Build the server-side wsproto connection and the 101 response bytes.
+
+    wsproto only sees a normalised request: Host, Connection and the version are not
+    checked by websockify (spec §4.3), so we supply them rather than let wsproto refuse.
+    The real path and Host stay with the caller (tokens, logging). ``extensions`` are
+    the ones we support (``--compression``); each is enabled only if the client offered it.
+
+    Raises:
+        HandshakeError: 400 when the key cannot be carried in an HTTP header.
+    """
+    ws = WSConnection(ConnectionType.SERVER)
+    try:
+        request = [
+            (b"Host", b"websockify"),
+            (b"Connection", b"Upgrade"),
+            (b"Upgrade", b"websocket"),
+            (b"Sec-WebSocket-Version", b"13"),
+            (b"Sec-WebSocket-Key", upgrade.key.encode("ascii")),
+        ]
+        if upgrade.subprotocol is not None:
+            request.append((b"Sec-WebSocket-Protocol", upgrade.subprotocol.encode("ascii")))
+        if extensions and upgrade.extensions:
+            request.append((b"Sec-WebSocket-Extensions",
+                            ", ".join(upgrade.extensions).encode("latin-1")))
+        ws.initiate_upgrade_connection(request, "/")
+        event = next(ws.events())
+    except (ProtocolError, h11.ProtocolError, UnicodeError, ValueError) as exc:
+        raise HandshakeError(HTTPStatus.BAD_REQUEST, INVALID_KEY) from exc
+    assert isinstance(event, Request)
+    extra = [(name.encode("ascii"), value.encode("latin-1")) for name, value in extra_headers]
+    offered = list(extensions) if upgrade.extensions else []
+    response = AcceptConnection(subprotocol=upgrade.subprotocol, extra_headers=extra,
+                                extensions=offered)
+    return ws, ws.send(response)

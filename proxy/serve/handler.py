@@ -1,0 +1,396 @@
+"""One connection: parse HTTP with ``http.server``, upgrade, connect the target, relay.
+
+Everything per-connection lives on the handler instance, never on the server (§8.1).
+The one mapping from ``HandshakeError`` to an HTTP answer is ``_reject``; the one
+catch-all is ``ProxyServer.handle_error``.
+"""
+
+from __future__ import annotations
+
+import socket
+import ssl
+from collections.abc import Sequence
+from http import HTTPStatus
+from http.server import BaseHTTPRequestHandler
+from typing import TYPE_CHECKING
+
+from wsproto import WSConnection
+
+from proxy.access import resolve
+from proxy.observe import probes, sessionlog
+from proxy.protocol import forwarded, handshake, proxyproto
+from proxy.serve import web
+from proxy.transport import tls
+from proxy.protocol.deflate import BoundedDeflate
+from proxy.errors import (HandshakeError, RequestHeadTooLarge, RequestTimeout, TargetError,
+                          TokenError)
+from proxy.protocol.closes import (CLIENT_STALLED, CONNECT_FAILED, INTERNAL_ERROR, LIMIT_REASONS,
+                                   RECORDING_FAILED, TARGET_CLOSED, TARGET_STALLED, CloseInfo)
+from proxy.protocol.stream import ClientStream
+from proxy.transport.httpio import RequestReader, SocketWriter
+from proxy.transport.relay import Limits, Relay, close_session
+from proxy.observe.requestlog import RequestLog, log
+from proxy.settings import DEFAULT_CERT, Target
+from proxy.transport.targets import dial, tune_tcp
+from proxy.observe.traffic import session_tap
+
+if TYPE_CHECKING:
+    from proxy.serve.server import ProxyServer
+
+#: ``--stall-timeout`` closes, as ``connections_failed_total`` reasons (issue #15).
+STALL_FAILURES = {TARGET_STALLED: "target_stalled", CLIENT_STALLED: "client_stalled"}
+
+
+class ProxyRequestHandler(RequestLog, BaseHTTPRequestHandler):
+    """http.server handler that upgrades WebSocket requests and relays them."""
+
+    server: ProxyServer
+    rfile: RequestReader  # type: ignore[assignment]
+    wfile: SocketWriter  # type: ignore[assignment]
+    protocol_version = "HTTP/1.1"
+    # With sys_version this gives "Server: WebSockify Python/3.x.y", as websockify (§4.1).
+    server_version = "WebSockify"
+    #: The 503 to answer when a connection limit is reached (``proxy.access.admission``);
+    #: None = admitted.
+    refusal: HandshakeError | None = None
+    _admitted = False  # counted by server.admission; left in finish()
+    _admission_key: str | None = None  # the address it is counted under (None: not yet)
+    #: ``--compression``: the permessage-deflate extension offered to wsproto, if any.
+    deflate: BoundedDeflate | None = None
+
+    def setup(self) -> None:
+        self.settings = self.server.settings
+        #: What this connection did, for --log-format json and the metrics (finish()).
+        self.session = sessionlog.start(self.client_address, self.server.metrics)
+        tune_tcp(self.request)
+        self.session_id = self.server.next_session_id()
+        # websockify's parent logs "<client>: new handler Process" at fork, without the
+        # request prefix (spec §3.3); we start a thread instead (docs/logging.rst).
+        log.debug("%s: new handler Thread", self.address_string())
+        # ws:// and wss:// on one port; may replace self.request with the SSLSocket (§4.1).
+        self.refused = not self._start_tls()
+        self.connection = self.request
+        self.rfile = RequestReader(self.request)
+        self.wfile = SocketWriter(self.request, self.settings.request_timeout)
+        # --max-connections[-per-ip]: counted from here until finish(); over a limit the
+        # request is still read, then answered 503 (proxy.access.admission).
+        # Behind a --trusted-proxy the per-address count waits for the client it names.
+        trusted = forwarded.trusted_peer(self.client_address, self.settings.trusted_proxies)
+        self._admission_key = None if trusted else self.address_string()
+        self.refusal = None if self.refused else self.server.admission.enter(self._admission_key)
+        self._admitted = not self.refused and self.refusal is None
+
+    def _start_tls(self) -> bool:
+        """Sniff the first byte and wrap a TLS client (spec §4.1); False = close now.
+
+        The sniff waits up to the first-byte timeout; the TLS handshake is then bounded
+        as a whole by the request timeout (websockify has no bound on it).
+        """
+        self.secure = False
+        #: The verified client certificate's CN, for auth plugins (spec §9.1).
+        self.client_cn: str | None = None
+        kind = tls.sniff(self.request, self.settings.first_byte_timeout)
+        client = self.address_string()
+        if kind is tls.Sniff.NOTHING:
+            self.session.silent = True  # a port probe: no JSON record either (issue #16)
+            return False  # websockify closes a silent client after 3 s, logging nothing
+        if kind is tls.Sniff.PLAIN:
+            if self.settings.ssl_only:
+                log.info("%s: non-SSL connection received but disallowed", client)
+                return False
+            return True
+        context = self.server.server_tls.context  # read once: a SIGHUP may swap it
+        if context is None:
+            log.info("%s: SSL connection but '%s' not found", client,
+                     self.settings.cert or DEFAULT_CERT)
+            return False
+        try:
+            self.request = tls.accept(self.request, context, self.settings.request_timeout)
+        except ssl.SSLEOFError as exc:
+            log.info("%s: %s", client, exc)  # websockify's line for an SSL EOF (§4.1)
+            return False
+        self.secure = True
+        self.client_cn = tls.peer_common_name(self.request)
+        return True
+
+    def handle(self) -> None:
+        if not self.refused:
+            super().handle()
+
+    def finish(self) -> None:
+        """The accepted socket is shut down and closed by ``ProxyServer.shutdown_request``.
+
+        An SSLSocket wrapped around it is ours to close: the wrap detached the original
+        object, so closing only that one leaks the descriptor (notes/libraries.md §4.1).
+        """
+        if self._admitted:
+            self._admitted = False
+            self.server.admission.leave(self._admission_key)
+        sessionlog.finish(self.session, self, self.server.metrics,
+                          self.settings.log_format != "classic")
+        if isinstance(self.request, ssl.SSLSocket):
+            _close(self.request)
+
+    def handle_one_request(self) -> None:
+        # websockify waits 3 s for the first byte, then closes silently (spec §4.1).
+        if not self.rfile.wait_first_byte(self.settings.first_byte_timeout):
+            self.close_connection = True
+            return
+        self.rfile.start_request(self.settings.request_timeout, self.settings.max_request_head)
+        # send_error needs these even when the request line never arrived.
+        self.command, self.requestline, self.request_version = "", "", "HTTP/1.1"
+        try:
+            super().handle_one_request()
+        except RequestTimeout:
+            self.close_connection = True
+            self.send_error(HTTPStatus.REQUEST_TIMEOUT)
+        except RequestHeadTooLarge:
+            self.close_connection = True
+            self.send_error(HTTPStatus.REQUEST_HEADER_FIELDS_TOO_LARGE)
+
+    def do_GET(self) -> None:
+        if self.settings.trusted_proxies and isinstance(self.client_address, tuple):
+            # Behind a trusted balancer the client is the one it names (--trusted-proxy).
+            self.forwarded_client = forwarded.client_address(
+                self.client_address[:2], self.headers, self.settings.trusted_proxies)
+        if self._admitted and self._admission_key is None and self.refusal is None:
+            # --max-connections-per-ip counts the client the trusted proxy named.
+            self.refusal = self.server.admission.claim(self.address_string())
+            if self.refusal is None:
+                self._admission_key = self.address_string()
+        if not handshake.is_upgrade(self.headers):
+            self._serve_web(head=False)
+            return
+        self.close_connection = True
+        try:
+            target, upgrade, ws, response = self._admit()
+            # --connect-before-upgrade: a target failure is a 502/504 instead of a 101+1011.
+            early = self._connect_early(target) if self.settings.connect_before_upgrade else None
+        except HandshakeError as exc:
+            self._reject(exc)
+            return
+        try:
+            self.wfile.write(response)
+        except OSError:
+            if early is not None:
+                _close(early)
+            raise
+        self._log_upgrade()
+        s = self.settings
+        # Held-back binary pieces count against the same bound as the relay's buffers.
+        compressed = self.deflate is not None and self.deflate.enabled()
+        stream = ClientStream(ws, upgrade.mode, s.text_frames, s.max_message_size, s.high_water,
+                              s.reply_frames, compressed)
+        self._proxy(stream, target, early)
+
+    def _admit(self) -> tuple[Target, handshake.Upgrade, WSConnection, bytes]:
+        """Token, auth, then the handshake checks, in websockify's order (spec §4.3).
+
+        Raises:
+            HandshakeError: the answer to send instead of the 101.
+        """
+        if self.refusal is not None:
+            raise self.refusal  # --max-connections[-per-ip]: 503 before anything else
+        if self.server.draining:
+            # SIGTERM with --drain-timeout: open sessions go on, new ones are refused.
+            raise HandshakeError(HTTPStatus.SERVICE_UNAVAILABLE, "Server is shutting down")
+        target = resolve.resolve_target(self.settings, self.server.token_plugin, self.path,
+                                        self.headers)
+        if self.server.auth_plugin is not None:
+            resolve.strip_client_cert_headers(self.headers, self.client_cn)
+            resolve.authenticate(self.server.auth_plugin, self.headers, target)
+        upgrade = handshake.check_upgrade(self.headers)
+        # --compression: enabled by accept() only if the client offered permessage-deflate.
+        self.deflate = BoundedDeflate(self.settings.max_message_size) \
+            if self.settings.compression else None
+        ws, response = handshake.accept(upgrade, self._standard_headers(),
+                                        [self.deflate] if self.deflate else [])
+        return target, upgrade, ws, response
+
+    def _log_upgrade(self) -> None:
+        """The 101 is out: websockify's per-connection lines (spec §3.3)."""
+        self.server.note_upgrade(self.address_string())
+        self.log_request(HTTPStatus.SWITCHING_PROTOCOLS)
+        client = self.address_string()
+        if self.secure:
+            self.log_message("%s: SSL/TLS (wss://) WebSocket connection", client)
+        else:
+            self.log_message("%s: Plain non-SSL (ws://) WebSocket connection", client)
+        if self.path != "/":
+            self.log_message("%s: Path: '%s'", client, self.path)
+
+    def do_HEAD(self) -> None:
+        self._serve_web(head=True)
+
+    def _serve_web(self, head: bool) -> None:
+        """A plain GET/HEAD: ``--web`` files, ``--diagnostics`` pages (``proxy.serve.web``)."""
+        if self.refusal is not None:
+            self.close_connection = True
+            self._reject(self.refusal)
+            return
+        probe = probes.route(self.settings, self.path)  # ours; before --web files
+        if probe == probes.HEALTH:
+            self._serve_probe(probe, head)  # no --web-auth: balancers probe without it
+            return
+        if not web.enabled(self.settings) and probe is None:
+            # No --web: websockify answers every plain GET and HEAD with 405 (spec §4.2).
+            self.send_error(HTTPStatus.METHOD_NOT_ALLOWED)
+            return
+        if self.settings.web_auth and self.server.auth_plugin is not None:
+            try:
+                # --web-auth: the auth plugin first, told the configured target (§4.5).
+                resolve.strip_client_cert_headers(self.headers, self.client_cn)
+                resolve.authenticate(self.server.auth_plugin, self.headers, self.settings.target)
+            except HandshakeError as exc:
+                self._reject(exc)
+                return
+        if probe is not None:
+            self._serve_probe(probe, head)
+            return
+        web.respond(self, self.settings, head)
+
+    def _serve_probe(self, kind: str, head: bool) -> None:
+        """``--health-path``/``--metrics-path`` (``proxy.observe.probes``)."""
+        server = self.server
+        admission = server.admission
+        grouped = server.worker_index is not None and not admission.shared
+        snapshot = server.metrics.snapshot(server.live_connections) \
+            if kind == probes.METRICS or grouped else None
+        probes.respond(self, kind, head, draining=server.draining,
+                       live=probes.fullest(admission.live, snapshot if grouped else None),
+                       limit=admission.max_connections, snapshot=snapshot)
+
+    # Other methods have no do_X: http.server answers "501 Unsupported method ('POST')",
+    # which is 0.13.0's answer (spec §4.2, §14).
+
+    def _standard_headers(self) -> list[tuple[str, str]]:
+        return [("Server", self.version_string()), ("Date", self.date_time_string()),
+                *self.settings.response_headers]
+
+    def _reject(self, exc: HandshakeError) -> None:
+        """The one place a HandshakeError becomes an HTTP answer."""
+        self.session.reject(exc)
+        if isinstance(exc, TokenError):
+            # websockify logs these without the request prefix (spec §3.3).
+            log.info("%s: %s", self.address_string(), exc.log_line)
+        elif exc.log_line:
+            log.info("%s", exc.log_line)
+        if isinstance(exc, TokenError) and self.settings.silent_token_errors:
+            return  # websockify's answer: close the TCP connection, no response (§8.1)
+        self.send_error(exc.status, exc.reason, headers=exc.headers)
+
+    def send_error(self, code: int, message: str | None = None, explain: str | None = None,
+                   headers: Sequence[tuple[str, str]] = ()) -> None:
+        """http.server's error page, plus headers an auth plugin asked for (spec §9.1)."""
+        self._extra_headers = headers
+        try:
+            super().send_error(code, message, explain)
+        finally:
+            self._extra_headers = ()
+
+    def end_headers(self) -> None:
+        for name, value in getattr(self, "_extra_headers", ()):
+            self.send_header(name, value)
+        for name, value in self.settings.response_headers:  # --response-header
+            self.send_header(name, value)
+        super().end_headers()
+
+    def _connect(self, target: Target) -> socket.socket:
+        """Open the target with websockify's log lines (see ``targets.dial``)."""
+        preamble = self._proxy_header() if self.settings.target_proxy_protocol else b""
+        return dial(target, self.settings, self.server.target_context, preamble,
+                    self.log_message)
+
+    def _connect_early(self, target: Target) -> socket.socket:
+        """Connect before the 101 (``--connect-before-upgrade``).
+
+        Raises:
+            HandshakeError: 504 when the connect timed out, 502 for any other failure.
+        """
+        try:
+            return self._connect(target)
+        except TargetError as exc:
+            self.log_message("Failed to connect to %s: %s", target.display, exc)
+            timed_out = isinstance(exc.__cause__, TimeoutError)
+            status = HTTPStatus.GATEWAY_TIMEOUT if timed_out else HTTPStatus.BAD_GATEWAY
+            raise HandshakeError(status, "Failed to connect to downstream server") from exc
+
+    def _proxy_header(self) -> bytes:
+        """The PROXY v1 header for ``--target-proxy-protocol`` (sent before any TLS)."""
+        peer = self.forwarded_client or self.client_address
+        source = (str(peer[0]), int(peer[1])) if isinstance(peer, tuple) and peer else None
+        try:
+            local = self.request.getsockname()
+        except OSError:
+            local = None
+        destination = (str(local[0]), int(local[1])) if isinstance(local, tuple) else None
+        return proxyproto.v1_header(source, destination)
+
+    def _proxy(self, stream: ClientStream, target: Target,
+               sock: socket.socket | None = None) -> None:
+        """Connect the target after the 101 (spec §4.3 step 5) and relay until closed."""
+        s = self.settings
+        limits = Limits(s.high_water, s.recv_size, s.heartbeat, s.close_timeout,
+                        s.conn_idle_timeout, s.max_session_time, s.heartbeat_timeout,
+                        s.stall_timeout)
+        # --traffic/--traffic-dump/--record; None when all are off. websockify opens the
+        # recording before connecting (spec §3.3 line order) and ends it with 'EOF'];
+        # even when the connect fails (§7.4).
+        self.session.target = target.display
+        try:
+            tap = session_tap(s, self.session_id, self.address_string(), self.log_message)
+        except OSError as exc:
+            # websockify's session dies with this line and no Close (§7.4); ours also
+            # closes 1011, as for a connect failure (the path stays out of the reason).
+            log.info("handler exception: %s", exc)
+            self.session.failure, self.session.close_code = "record", INTERNAL_ERROR
+            close_session(self.request, stream, INTERNAL_ERROR, RECORDING_FAILED, limits)
+            if sock is not None:
+                _close(sock)
+            return
+        try:
+            try:
+                sock = sock or self._connect(target)
+            except TargetError as exc:
+                # websockify prints "None:None" for a Unix target here; we print its path.
+                self.log_message("Failed to connect to %s: %s", target.display, exc)
+                self.session.failure, self.session.close_code = "target", INTERNAL_ERROR
+                close_session(self.request, stream, INTERNAL_ERROR, CONNECT_FAILED, limits)
+                return
+            relay = Relay(self.request, sock, stream, limits, self.server.stop_signal, tap=tap)
+            self.session.relay = relay
+            self.server.metrics.relay_started(relay)
+            try:
+                info = relay.run(self.rfile.take_buffered())
+            finally:
+                _close(sock)
+        finally:
+            if tap is not None:
+                tap.close()
+        self._log_close(info, target, relay.reaped)
+
+    def _log_close(self, info: CloseInfo, target: Target, reaped: str | None) -> None:
+        self.session.close_code, self.session.close_reason = info.code, info.reason
+        self.session.closed_by_client = info.by_client
+        if info.reason in STALL_FAILURES:
+            self.session.failure = STALL_FAILURES[info.reason]  # counted in the metrics
+        if reaped is not None:
+            # Ours (issue #15): a session websockify would have kept for ever.
+            self.log_message("%s: Ended: %s", target.display, reaped)
+        if info.by_client:
+            self.log_verbose("%s: Client closed connection", target.display)
+        elif info.reason == TARGET_CLOSED:
+            self.log_verbose("%s: Target closed connection", target.display)
+        elif info.reason in LIMIT_REASONS:
+            # Ours: a limit ended the session (docs/reliability.rst); not websockify's line.
+            self.log_message("%s: Closing: %d %s", target.display, info.code, info.reason)
+        self.log_verbose("%s: Closed target", target.display)
+
+
+def _close(sock: socket.socket) -> None:
+    """Shut down, then close: shutdown() is what wakes a thread blocked in recv()."""
+    try:
+        sock.shutdown(socket.SHUT_RDWR)
+    except OSError:
+        pass
+    sock.close()

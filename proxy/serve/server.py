@@ -1,0 +1,309 @@
+"""``ProxyServer``: the listening socket and one handler thread per connection.
+
+Holds only immutable ``Settings`` and server-wide state (live-connection count, upgrade
+count, the shutdown signal); nothing per-connection lives here (websockify stored token
+targets on its server object, STYLE.md §5 weakness 2).
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import os
+import socket
+import socketserver
+import sys
+import threading
+import time
+from typing import Any
+
+from proxy.transport import tls
+from proxy.errors import StartupError
+from proxy.serve.handler import ProxyRequestHandler
+from proxy.access.admission import Admission
+from proxy.observe.metrics import Metrics
+from proxy.access.plugins import load_plugin
+from proxy.transport.sockio import StopSignal
+from proxy.settings import Settings
+
+log = logging.getLogger(__name__)
+
+#: Pause of the accept loop when the process is out of file descriptors.
+ACCEPT_BACKOFF = 0.1  # seconds
+
+
+def resolve_listen(host: str, port: int, prefer_ipv6: bool = False) -> tuple[int, tuple[Any, ...]]:
+    """Pick the address to bind as websockify does: IPv4 first unless ``-6`` (spec §7.7).
+
+    Raises:
+        StartupError: the host does not resolve.
+    """
+    try:
+        infos = socket.getaddrinfo(host or None, port, type=socket.SOCK_STREAM,
+                                   flags=socket.AI_PASSIVE)
+    except socket.gaierror as exc:
+        raise StartupError(f"Opening socket failed: {exc}") from exc
+    infos.sort(key=lambda info: info[0] == socket.AF_INET6, reverse=prefer_ipv6)
+    family, _type, _proto, _name, address = infos[0]
+    return family, address
+
+
+def _plugin(name: str | None, kind: str, source: str | None) -> Any:
+    return load_plugin(name, kind, source) if name else None
+
+
+class ProxyServer(socketserver.ThreadingTCPServer):
+    """A thread per connection; the handler upgrades and relays (see ``proxy.serve.handler``).
+
+    Embedding: ``server = ProxyServer(settings)`` binds at once; run
+    ``server.serve_forever()`` in one thread, then ``server.shutdown()`` and
+    ``server.server_close()`` from another (see README.rst, "Embedding").
+    """
+
+    daemon_threads = True  # live connections must not keep the process alive after exit
+    block_on_close = False  # server_close() must not wait for open connections
+    allow_reuse_address = True  # websockify sets SO_REUSEADDR (spec §6)
+    request_queue_size = 128  # listen() backlog; websockify uses 100, socketserver 5
+
+    def __init__(
+        self,
+        settings: Settings,
+        handler_class: type[ProxyRequestHandler] = ProxyRequestHandler,
+        bind_and_activate: bool = True,
+    ) -> None:
+        self.settings = settings
+        # TLS contexts are built once, before binding, so a bad certificate is a startup
+        # error (exit 1), never a failure in a connection thread. SIGHUP: server_tls.reload().
+        self.server_tls = tls.ServerTLS(settings)
+        self.target_context = tls.build_target_context(settings)
+        # Plugins are built once and shared by every connection thread (spec §8.1, §9.1).
+        self.token_plugin = _plugin(settings.token_plugin, "token", settings.token_source)
+        self.auth_plugin = _plugin(settings.auth_plugin, "auth", settings.auth_source)
+        self.stop_signal = StopSignal()
+        #: Counters for --metrics-path/--stats-interval (proxy.observe.metrics); thread-safe. With
+        #: --workers in shared memory mapped here, before the fork (issue #16).
+        self.metrics = Metrics(settings.workers)
+        #: Set by the runner on SIGTERM with --drain-timeout: new sessions get 503.
+        self.draining = False
+        #: --max-connections and --max-connections-per-ip (handlers enter and leave it).
+        self.admission = Admission(settings)
+        self._lock = threading.Lock()
+        self._live = 0  # connections being handled; guarded by _lock
+        self._idle_since = time.monotonic()  # when _live last became 0; guarded by _lock
+        self.upgrades = 0  # connections that reached the 101; guarded by _lock
+        self.last_upgraded = ""
+        self._last_backoff_log = 0.0
+        address: Any
+        if settings.unix_listen:
+            self.address_family, address = socket.AF_UNIX, settings.unix_listen
+        elif settings.inetd or settings.listen_fd is not None:
+            address = ("", 0)
+        else:
+            self.address_family, address = resolve_listen(
+                settings.listen_host, settings.listen_port, settings.prefer_ipv6)
+        inherit = (settings.inetd or settings.listen_fd is not None) and bind_and_activate
+        try:
+            super().__init__(address, handler_class, bind_and_activate and not inherit)
+        except BaseException:
+            self.stop_signal.close()
+            raise
+        if inherit:
+            self._inherit_listener(0 if settings.inetd else settings.listen_fd or 0)
+
+    def _inherit_listener(self, fd: int) -> None:
+        """``--inetd`` (spec §7.8), ``--listen-fd``/systemd: serve the listening socket ``fd``."""
+        self.socket.close()
+        self.socket = socket.socket(fileno=fd)
+        self.socket.set_inheritable(False)  # a wrapped command must not get it
+        self.address_family = self.socket.family
+        self.server_address = self.socket.getsockname()
+
+    def server_bind(self) -> None:
+        if self.address_family == socket.AF_UNIX:
+            self._bind_unix()
+            return
+        # Accepted sockets inherit SO_KEEPALIVE from the listener, as in websockify (§6).
+        self.socket.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+        super().server_bind()
+
+    def _bind_unix(self) -> None:
+        """Replace any file at the path; the socket gets exactly the requested mode (§7.8)."""
+        path = str(self.server_address)
+        if os.path.exists(path):
+            os.unlink(path)
+        old_umask = os.umask(0o777)  # no window in which the socket is more open than asked
+        try:
+            self.socket.bind(path)
+        finally:
+            os.umask(old_umask)
+        os.chmod(path, self.settings.unix_listen_mode)
+
+    def close_listener(self) -> None:
+        """Stop accepting; live connections go on. Removes a ``--unix-listen`` file."""
+        if self.socket.fileno() < 0:
+            return
+        log.debug("Closing socket listening at %s", self.settings.listen_display)  # spec §3.3
+        super().server_close()
+        # websockify leaves the socket file behind (§13.20). Workers leave it to the parent.
+        if (self.address_family == socket.AF_UNIX and self.settings.unix_listen
+                and self.owns_listener):
+            try:
+                os.unlink(self.settings.unix_listen)
+            except FileNotFoundError:
+                pass
+
+    #: Whether closing the listener removes its ``--unix-listen`` file (not in workers).
+    owns_listener = True
+    #: ``--workers``: this worker's index (from 0); None in a single process.
+    worker_index: int | None = None
+
+    def share_listener(self, accept_wait: float) -> None:
+        """Before forking ``--workers``: every worker polls the one listening socket.
+
+        A worker that loses the race for a connection must not block in accept() until
+        the next one (its timeouts would stop ticking), so the listener gets a timeout:
+        accept() then waits at most ``accept_wait`` and raises ``TimeoutError``, an
+        OSError socketserver ignores. Not non-blocking: socketserver polls with the
+        socket's timeout when it has one, and 0 would spin.
+        """
+        self.socket.settimeout(accept_wait)
+
+    def after_fork(self, index: int, count: int) -> None:
+        """In worker ``index`` (from 0) of ``count`` (``proxy.process.workers``).
+
+        Its own shutdown signal (the inherited socketpair is shared with every worker) and
+        session numbers ``index + 1``, ``index + 1 + count``, … so log ids and ``--record``
+        file names stay unique across workers.
+        """
+        self.owns_listener = False
+        self.worker_index = index
+        self.metrics.attach(index)  # the group's counters (proxy.observe.metrics, issue #16)
+        self.stop_signal.close()
+        self.stop_signal = StopSignal()
+        self._sessions = index + 1 - count
+        self._session_step = count
+
+    def stop_sessions(self) -> None:
+        """Ask every relaying connection to close with 1001 (they exit within ~1 s)."""
+        self.stop_signal.set()
+
+    def server_close(self) -> None:
+        """Close the listener and the shutdown signal; call once serving has stopped."""
+        self.close_listener()
+        self.stop_signal.close()
+
+    @property
+    def port(self) -> int:
+        """The bound TCP port (useful with port 0)."""
+        return int(self.server_address[1])
+
+    # -- connection accounting -----------------------------------------------------
+
+    @property
+    def live_connections(self) -> int:
+        with self._lock:
+            return self._live
+
+    def idle_for(self) -> float:
+        """Seconds since the last connection ended (0 while any is live)."""
+        with self._lock:
+            return 0.0 if self._live else time.monotonic() - self._idle_since
+
+    _sessions = 0  # the last number given; the instance's copy is guarded by _lock
+    _session_step = 1  # --workers: each worker numbers every count-th connection
+
+    def next_session_id(self) -> int:
+        """Number the next connection from 1, as websockify's ``handler_id`` (spec §4.1).
+
+        Every connection counts (HTTP or WebSocket, failed or not), so ``--record`` file
+        numbers have gaps where websockify's do.
+        """
+        with self._lock:
+            self._sessions += self._session_step
+            return self._sessions
+
+    def note_upgrade(self, client: str) -> None:
+        """Called by a handler once its 101 is sent (for ``--run-once``)."""
+        with self._lock:
+            self.upgrades += 1
+            self.last_upgraded = client
+        self.metrics.session_started()
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        with self._lock:
+            full = self._live >= self.admission.hard_limit
+            if not full:
+                self._live += 1
+        if full:
+            # Far over --max-connections: not even a thread to answer 503 (admission.py).
+            self.shutdown_request(request)
+            return
+        if self.settings.run_once:
+            # websockify handles --run-once connections in its own process, one at a time.
+            self.process_request_thread(request, client_address)
+            return
+        # Taken by whichever side handles the request: the new thread, or this one when
+        # the thread never ran. Thread.start() waits for the thread to run, and a SIGTERM
+        # (_Terminate) can interrupt that wait after the thread took the request.
+        owner = threading.Lock()
+        thread = threading.Thread(target=self._request_thread, daemon=self.daemon_threads,
+                                  args=(request, client_address, owner))
+        try:
+            thread.start()
+        except BaseException as exc:
+            if owner.acquire(blocking=False):
+                self._connection_done()  # no thread will handle it (e.g. the thread limit)
+                raise
+            # The thread has it: socketserver would close the request under it if this
+            # propagated (its client then saw a bare EOF, 1006, instead of our 1001), so
+            # the stop goes on once handle_request() is done with this connection.
+            self._interrupted = exc
+
+    def _handle_request_noblock(self) -> None:
+        super()._handle_request_noblock()  # type: ignore[misc]
+        interrupted, self._interrupted = self._interrupted, None
+        if interrupted is not None:
+            raise interrupted
+
+    _interrupted: BaseException | None = None  # see process_request
+
+    def _request_thread(self, request: Any, client_address: Any,
+                        owner: threading.Lock) -> None:
+        if owner.acquire(blocking=False):
+            self.process_request_thread(request, client_address)
+
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self._connection_done()
+
+    def _connection_done(self) -> None:
+        with self._lock:
+            self._live -= 1
+            if not self._live:
+                self._idle_since = time.monotonic()
+
+    # -- hooks -------------------------------------------------------------------------
+
+    def get_request(self) -> tuple[socket.socket, Any]:
+        try:
+            return self.socket.accept()
+        except OSError as exc:
+            if exc.errno in (errno.EMFILE, errno.ENFILE):
+                self._back_off(exc)
+            raise
+
+    def _back_off(self, exc: OSError) -> None:
+        """Out of file descriptors: the listener stays readable, so pause instead of spinning."""
+        now = time.monotonic()
+        if now - self._last_backoff_log >= 1.0:
+            self._last_backoff_log = now
+            log.warning("accept failed: %s; pausing new connections", exc.strerror)
+        time.sleep(ACCEPT_BACKOFF)
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """The one catch-all per thread: websockify's line, the traceback only with -v."""
+        exc = sys.exc_info()[1]
+        log.info("handler exception: %s", exc)
+        log.debug("exception", exc_info=True)
