@@ -242,9 +242,15 @@ class ProxyServer(socketserver.ThreadingTCPServer):
             # websockify handles --run-once connections in its own process, one at a time.
             self.process_request_thread(request, client_address)
             return
-        # Taken by whichever side handles the request: the new thread, or this one when
-        # the thread never ran. Thread.start() waits for the thread to run, and a SIGTERM
-        # (_Terminate) can interrupt that wait after the thread took the request.
+        self.dispatch(request, client_address)
+
+    def dispatch(self, request: Any, client_address: Any) -> None:
+        """Hand a counted connection to a handler thread (the one place that starts one).
+
+        Taken by whichever side handles the request: the new thread, or this one when
+        the thread never ran. Thread.start() waits for the thread to run, and a SIGTERM
+        (_Terminate) can interrupt that wait after the thread took the request.
+        """
         owner = threading.Lock()
         thread = threading.Thread(target=self._request_thread, daemon=self.daemon_threads,
                                   args=(request, client_address, owner))
@@ -256,16 +262,28 @@ class ProxyServer(socketserver.ThreadingTCPServer):
                 raise
             # The thread has it: socketserver would close the request under it if this
             # propagated (its client then saw a bare EOF, 1006, instead of our 1001), so
-            # the stop goes on once handle_request() is done with this connection.
+            # the stop goes on once socketserver is done with this connection: at the end
+            # of handle_request() or in serve_forever()'s service_actions() (#17 §2).
             self._interrupted = exc
 
-    def _handle_request_noblock(self) -> None:
-        super()._handle_request_noblock()  # type: ignore[misc]
+    def handle_request(self) -> None:
+        """socketserver's, then the stop that interrupted a ``dispatch`` (see there)."""
+        try:
+            super().handle_request()
+        finally:
+            self._raise_interrupted()
+
+    def service_actions(self) -> None:
+        """serve_forever()'s hook after each request: the same deferred stop."""
+        super().service_actions()
+        self._raise_interrupted()
+
+    def _raise_interrupted(self) -> None:
         interrupted, self._interrupted = self._interrupted, None
         if interrupted is not None:
             raise interrupted
 
-    _interrupted: BaseException | None = None  # see process_request
+    _interrupted: BaseException | None = None  # see dispatch
 
     def _request_thread(self, request: Any, client_address: Any,
                         owner: threading.Lock) -> None:
