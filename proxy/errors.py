@@ -70,5 +70,12 @@ class TokenError(HandshakeError):
     """
 
 
+class AuthError(HandshakeError):
+    """The auth plugin refused the request (spec §9.1): its code, message and headers.
+
+    A class of its own so the metrics count it as ``auth`` without knowing the plugins.
+    """
+
+
 class TargetError(ProxyError):
     """The target could not be reached after the 101 (close 1011, spec §5.3)."""

@@ -64,6 +64,7 @@ class ProxyRequestHandler(RequestLog, BaseHTTPRequestHandler):
         self.session = sessionlog.start(self.client_address, self.server.metrics)
         tune_tcp(self.request)
         self.session_id = self.server.next_session_id()
+        self.session.client = self.address_string()
         # websockify's parent logs "<client>: new handler Process" at fork, without the
         # request prefix (spec §3.3); we start a thread instead (docs/logging.rst).
         log.debug("%s: new handler Thread", self.address_string())
@@ -109,7 +110,7 @@ class ProxyRequestHandler(RequestLog, BaseHTTPRequestHandler):
         except ssl.SSLEOFError as exc:
             log.info("%s: %s", client, exc)  # websockify's line for an SSL EOF (§4.1)
             return False
-        self.secure = True
+        self.secure = self.session.tls = True
         self.client_cn = tls.peer_common_name(self.request)
         return True
 
@@ -126,8 +127,7 @@ class ProxyRequestHandler(RequestLog, BaseHTTPRequestHandler):
         if self._admitted:
             self._admitted = False
             self.server.admission.leave(self._admission_key)
-        sessionlog.finish(self.session, self, self.server.metrics,
-                          self.settings.log_format != "classic")
+        sessionlog.finish(self.session, self.server.metrics, self.settings)
         if isinstance(self.request, ssl.SSLSocket):
             _close(self.request)
 
@@ -139,6 +139,7 @@ class ProxyRequestHandler(RequestLog, BaseHTTPRequestHandler):
         self.rfile.start_request(self.settings.request_timeout, self.settings.max_request_head)
         # send_error needs these even when the request line never arrived.
         self.command, self.requestline, self.request_version = "", "", "HTTP/1.1"
+        self.path = ""
         try:
             super().handle_one_request()
         except RequestTimeout:
@@ -148,11 +149,24 @@ class ProxyRequestHandler(RequestLog, BaseHTTPRequestHandler):
             self.close_connection = True
             self.send_error(HTTPStatus.REQUEST_HEADER_FIELDS_TOO_LARGE)
 
+    def parse_request(self) -> bool:
+        parsed = False
+        try:
+            parsed = super().parse_request()
+            return parsed
+        finally:
+            # What was asked, for the session record, also when it is refused (#17 §2).
+            self.session.method, self.session.path = self.command or None, self.path or None
+            if parsed:
+                self.session.forwarded_for = self.headers.get("X-Forwarded-For")
+                self.session.websocket = handshake.is_upgrade(self.headers)
+
     def do_GET(self) -> None:
         if self.settings.trusted_proxies and isinstance(self.client_address, tuple):
             # Behind a trusted balancer the client is the one it names (--trusted-proxy).
             self.forwarded_client = forwarded.client_address(
                 self.client_address[:2], self.headers, self.settings.trusted_proxies)
+            self.session.client = self.address_string()
         if self._admitted and self._admission_key is None and self.refusal is None:
             # --max-connections-per-ip counts the client the trusted proxy named.
             self.refusal = self.server.admission.claim(self.address_string())
@@ -189,13 +203,16 @@ class ProxyRequestHandler(RequestLog, BaseHTTPRequestHandler):
         Raises:
             HandshakeError: the answer to send instead of the 101.
         """
+        plugin = self.server.token_plugin
+        token = None if plugin is None else resolve.request_token(self.settings, self.path,
+                                                                  self.headers)
+        self.session.token = token  # for the session record, also when refused
         if self.refusal is not None:
             raise self.refusal  # --max-connections[-per-ip]: 503 before anything else
         if self.server.draining:
             # SIGTERM with --drain-timeout: open sessions go on, new ones are refused.
             raise HandshakeError(HTTPStatus.SERVICE_UNAVAILABLE, "Server is shutting down")
-        target = resolve.resolve_target(self.settings, self.server.token_plugin, self.path,
-                                        self.headers)
+        target = resolve.target_for_token(self.settings, plugin, token)
         if self.server.auth_plugin is not None:
             resolve.strip_client_cert_headers(self.headers, self.client_cn)
             resolve.authenticate(self.server.auth_plugin, self.headers, target)
