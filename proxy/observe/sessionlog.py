@@ -16,7 +16,8 @@ from http import HTTPStatus
 from typing import Any
 
 from proxy.observe import jsonlog, probes
-from proxy.errors import AuthError, HandshakeError, TokenError
+from proxy.errors import (AuthError, RequestError, RequestHeadTooLarge, RequestTimeout,
+                          TargetError, TokenError)
 from proxy.observe.metrics import ByteCounts, Metrics
 from proxy.settings import Settings
 
@@ -57,16 +58,21 @@ class Session:
     def upgraded(self) -> bool:
         return self.status == HTTPStatus.SWITCHING_PROTOCOLS
 
-    def reject(self, exc: HandshakeError) -> None:
+    def reject(self, exc: RequestError) -> None:
         self.failure = failure_reason(exc)
 
 
-def failure_reason(exc: HandshakeError) -> str:
-    """The metrics label of a rejected request."""
+def failure_reason(exc: RequestError) -> str | None:
+    """The metrics label of a rejected request; None for a request that never was one
+    (408, 431: http.server's answers, not counted as failed sessions)."""
+    if isinstance(exc, (RequestTimeout, RequestHeadTooLarge)):
+        return None
     if isinstance(exc, TokenError):
         return "token"
     if isinstance(exc, AuthError):
         return "auth"
+    if isinstance(exc, TargetError):
+        return "target"
     if exc.status in (HTTPStatus.SERVICE_UNAVAILABLE, HTTPStatus.TOO_MANY_REQUESTS):
         return "limit"
     if exc.status in (HTTPStatus.BAD_GATEWAY, HTTPStatus.GATEWAY_TIMEOUT):

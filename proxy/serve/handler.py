@@ -1,8 +1,9 @@
 """One connection: parse HTTP with ``http.server``, upgrade, connect the target, relay.
 
 Everything per-connection lives on the handler instance, never on the server (§8.1).
-The one mapping from ``HandshakeError`` to an HTTP answer is ``_reject``; the one
-catch-all is ``ProxyServer.handle_error``.
+Whether an upgrade is accepted is ``proxy.serve.decision`` (no I/O); ``do_GET`` is the
+I/O around it. The one mapping from a ``RequestError`` to an HTTP answer is ``_reject``;
+the one catch-all is ``ProxyServer.handle_error``.
 """
 
 from __future__ import annotations
@@ -14,16 +15,14 @@ from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler
 from typing import TYPE_CHECKING
 
-from wsproto import WSConnection
-
 from proxy.access import resolve
+from proxy.access.admission import Ticket
 from proxy.observe import probes, sessionlog
 from proxy.protocol import forwarded, handshake, proxyproto
-from proxy.serve import web
+from proxy.serve import decision, web
 from proxy.transport import tls
-from proxy.protocol.deflate import BoundedDeflate
-from proxy.errors import (HandshakeError, RequestHeadTooLarge, RequestTimeout, TargetError,
-                          TokenError)
+from proxy.errors import (HandshakeError, RequestError, RequestHeadTooLarge, RequestTimeout,
+                          TargetError, TokenError)
 from proxy.protocol.closes import (CLIENT_STALLED, CONNECT_FAILED, INTERNAL_ERROR, LIMIT_REASONS,
                                    RECORDING_FAILED, TARGET_CLOSED, TARGET_STALLED, CloseInfo)
 from proxy.protocol.stream import ClientStream
@@ -50,13 +49,9 @@ class ProxyRequestHandler(RequestLog, BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     # With sys_version this gives "Server: WebSockify Python/3.x.y", as websockify (§4.1).
     server_version = "WebSockify"
-    #: The 503 to answer when a connection limit is reached (``proxy.access.admission``);
-    #: None = admitted.
-    refusal: HandshakeError | None = None
-    _admitted = False  # counted by server.admission; left in finish()
-    _admission_key: str | None = None  # the address it is counted under (None: not yet)
-    #: ``--compression``: the permessage-deflate extension offered to wsproto, if any.
-    deflate: BoundedDeflate | None = None
+    #: This connection's place in the connection limits (``proxy.access.admission``);
+    #: released in finish().
+    ticket: Ticket
 
     def setup(self) -> None:
         self.settings = self.server.settings
@@ -76,10 +71,10 @@ class ProxyRequestHandler(RequestLog, BaseHTTPRequestHandler):
         # --max-connections[-per-ip]: counted from here until finish(); over a limit the
         # request is still read, then answered 503 (proxy.access.admission).
         # Behind a --trusted-proxy the per-address count waits for the client it names.
-        trusted = forwarded.trusted_peer(self.client_address, self.settings.trusted_proxies)
-        self._admission_key = None if trusted else self.address_string()
-        self.refusal = None if self.refused else self.server.admission.enter(self._admission_key)
-        self._admitted = not self.refused and self.refusal is None
+        self.ticket = Ticket()  # a refused client is never counted
+        if not self.refused:
+            trusted = forwarded.trusted_peer(self.client_address, self.settings.trusted_proxies)
+            self.ticket = self.server.admission.admit(None if trusted else self.address_string())
 
     def _start_tls(self) -> bool:
         """Sniff the first byte and wrap a TLS client (spec §4.1); False = close now.
@@ -124,9 +119,7 @@ class ProxyRequestHandler(RequestLog, BaseHTTPRequestHandler):
         An SSLSocket wrapped around it is ours to close: the wrap detached the original
         object, so closing only that one leaks the descriptor (notes/libraries.md §4.1).
         """
-        if self._admitted:
-            self._admitted = False
-            self.server.admission.leave(self._admission_key)
+        self.ticket.release()
         sessionlog.finish(self.session, self.server.metrics, self.settings)
         if isinstance(self.request, ssl.SSLSocket):
             _close(self.request)
@@ -142,12 +135,9 @@ class ProxyRequestHandler(RequestLog, BaseHTTPRequestHandler):
         self.path = ""
         try:
             super().handle_one_request()
-        except RequestTimeout:
+        except (RequestTimeout, RequestHeadTooLarge) as exc:
             self.close_connection = True
-            self.send_error(HTTPStatus.REQUEST_TIMEOUT)
-        except RequestHeadTooLarge:
-            self.close_connection = True
-            self.send_error(HTTPStatus.REQUEST_HEADER_FIELDS_TOO_LARGE)
+            self._reject(exc)  # 408, 431
 
     def parse_request(self) -> bool:
         parsed = False
@@ -167,24 +157,27 @@ class ProxyRequestHandler(RequestLog, BaseHTTPRequestHandler):
             self.forwarded_client = forwarded.client_address(
                 self.client_address[:2], self.headers, self.settings.trusted_proxies)
             self.session.client = self.address_string()
-        if self._admitted and self._admission_key is None and self.refusal is None:
-            # --max-connections-per-ip counts the client the trusted proxy named.
-            self.refusal = self.server.admission.claim(self.address_string())
-            if self.refusal is None:
-                self._admission_key = self.address_string()
+        # --max-connections-per-ip counts the client the trusted proxy named.
+        self.ticket.name(self.address_string())
         if not handshake.is_upgrade(self.headers):
             self._serve_web(head=False)
             return
         self.close_connection = True
-        try:
-            target, upgrade, ws, response = self._admit()
-            # --connect-before-upgrade: a target failure is a 502/504 instead of a 101+1011.
-            early = self._connect_early(target) if self.settings.connect_before_upgrade else None
-        except HandshakeError as exc:
-            self._reject(exc)
+        accepted = self._decide()
+        if isinstance(accepted, HandshakeError):
+            self._reject(accepted)
             return
+        early = None
+        if self.settings.connect_before_upgrade:
+            # --connect-before-upgrade: a target failure is a 502/504 instead of a 101+1011.
+            try:
+                early = self._connect(accepted.target)
+            except TargetError as exc:
+                self.log_message("Failed to connect to %s: %s", accepted.target.display, exc)
+                self._reject(exc)
+                return
         try:
-            self.wfile.write(response)
+            self.wfile.write(accepted.response)
         except OSError:
             if early is not None:
                 _close(early)
@@ -192,37 +185,21 @@ class ProxyRequestHandler(RequestLog, BaseHTTPRequestHandler):
         self._log_upgrade()
         s = self.settings
         # Held-back binary pieces count against the same bound as the relay's buffers.
-        compressed = self.deflate is not None and self.deflate.enabled()
-        stream = ClientStream(ws, upgrade.mode, s.text_frames, s.max_message_size, s.high_water,
-                              s.reply_frames, compressed)
-        self._proxy(stream, target, early)
+        compressed = accepted.deflate is not None and accepted.deflate.enabled()
+        stream = ClientStream(accepted.ws, accepted.upgrade.mode, s.text_frames,
+                              s.max_message_size, s.high_water, s.reply_frames, compressed)
+        self._proxy(stream, accepted.target, early)
 
-    def _admit(self) -> tuple[Target, handshake.Upgrade, WSConnection, bytes]:
-        """Token, auth, then the handshake checks, in websockify's order (spec §4.3).
-
-        Raises:
-            HandshakeError: the answer to send instead of the 101.
-        """
+    def _decide(self) -> decision.Accept | HandshakeError:
+        """The request's facts, recorded for the session log, then ``decision.decide``."""
         plugin = self.server.token_plugin
         token = None if plugin is None else resolve.request_token(self.settings, self.path,
                                                                   self.headers)
         self.session.token = token  # for the session record, also when refused
-        if self.refusal is not None:
-            raise self.refusal  # --max-connections[-per-ip]: 503 before anything else
-        if self.server.draining:
-            # SIGTERM with --drain-timeout: open sessions go on, new ones are refused.
-            raise HandshakeError(HTTPStatus.SERVICE_UNAVAILABLE, "Server is shutting down")
-        target = resolve.target_for_token(self.settings, plugin, token)
-        if self.server.auth_plugin is not None:
-            resolve.strip_client_cert_headers(self.headers, self.client_cn)
-            resolve.authenticate(self.server.auth_plugin, self.headers, target)
-        upgrade = handshake.check_upgrade(self.headers)
-        # --compression: enabled by accept() only if the client offered permessage-deflate.
-        self.deflate = BoundedDeflate(self.settings.max_message_size) \
-            if self.settings.compression else None
-        ws, response = handshake.accept(upgrade, self._standard_headers(),
-                                        [self.deflate] if self.deflate else [])
-        return target, upgrade, ws, response
+        request = decision.Request(self.path, self.headers, token, self.client_cn,
+                                   self.ticket.refusal, self.server.draining,
+                                   self._standard_headers())
+        return decision.decide(self.settings, plugin, self.server.auth_plugin, request)
 
     def _log_upgrade(self) -> None:
         """The 101 is out: websockify's per-connection lines (spec §3.3)."""
@@ -241,9 +218,9 @@ class ProxyRequestHandler(RequestLog, BaseHTTPRequestHandler):
 
     def _serve_web(self, head: bool) -> None:
         """A plain GET/HEAD: ``--web`` files, ``--diagnostics`` pages (``proxy.serve.web``)."""
-        if self.refusal is not None:
+        if self.ticket.refusal is not None:
             self.close_connection = True
-            self._reject(self.refusal)
+            self._reject(self.ticket.refusal)
             return
         probe = probes.route(self.settings, self.path)  # ours; before --web files
         if probe == probes.HEALTH:
@@ -284,8 +261,9 @@ class ProxyRequestHandler(RequestLog, BaseHTTPRequestHandler):
         return [("Server", self.version_string()), ("Date", self.date_time_string()),
                 *self.settings.response_headers]
 
-    def _reject(self, exc: HandshakeError) -> None:
-        """The one place a HandshakeError becomes an HTTP answer."""
+    def _reject(self, exc: RequestError) -> None:
+        """The one place an error becomes an HTTP answer: the status, reason and headers
+        it carries (#17 §2)."""
         self.session.reject(exc)
         if isinstance(exc, TokenError):
             # websockify logs these without the request prefix (spec §3.3).
@@ -317,20 +295,6 @@ class ProxyRequestHandler(RequestLog, BaseHTTPRequestHandler):
         preamble = self._proxy_header() if self.settings.target_proxy_protocol else b""
         return dial(target, self.settings, self.server.target_context, preamble,
                     self.log_message)
-
-    def _connect_early(self, target: Target) -> socket.socket:
-        """Connect before the 101 (``--connect-before-upgrade``).
-
-        Raises:
-            HandshakeError: 504 when the connect timed out, 502 for any other failure.
-        """
-        try:
-            return self._connect(target)
-        except TargetError as exc:
-            self.log_message("Failed to connect to %s: %s", target.display, exc)
-            timed_out = isinstance(exc.__cause__, TimeoutError)
-            status = HTTPStatus.GATEWAY_TIMEOUT if timed_out else HTTPStatus.BAD_GATEWAY
-            raise HandshakeError(status, "Failed to connect to downstream server") from exc
 
     def _proxy_header(self) -> bytes:
         """The PROXY v1 header for ``--target-proxy-protocol`` (sent before any TLS)."""
