@@ -59,7 +59,7 @@ class Session:
         return self.status == HTTPStatus.SWITCHING_PROTOCOLS
 
     def reject(self, exc: RequestError) -> None:
-        self.failure = failure_reason(exc)
+        self.failure = failure_reason(exc) or self.failure
 
 
 def failure_reason(exc: RequestError) -> str | None:

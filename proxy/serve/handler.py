@@ -13,13 +13,15 @@ import ssl
 from collections.abc import Sequence
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler
-from typing import TYPE_CHECKING
+from socketserver import BaseServer
+from typing import Any
 
 from proxy.access import resolve
 from proxy.access.admission import Ticket
 from proxy.observe import probes, sessionlog
 from proxy.protocol import forwarded, handshake, proxyproto
 from proxy.serve import decision, web
+from proxy.serve.context import RequestContext
 from proxy.transport import tls
 from proxy.errors import (HandshakeError, RequestError, RequestHeadTooLarge, RequestTimeout,
                           TargetError, TokenError)
@@ -33,9 +35,6 @@ from proxy.settings import DEFAULT_CERT, Target
 from proxy.transport.targets import dial, tune_tcp
 from proxy.observe.traffic import session_tap
 
-if TYPE_CHECKING:
-    from proxy.serve.server import ProxyServer
-
 #: ``--stall-timeout`` closes, as ``connections_failed_total`` reasons (issue #15).
 STALL_FAILURES = {TARGET_STALLED: "target_stalled", CLIENT_STALLED: "client_stalled"}
 
@@ -43,7 +42,6 @@ STALL_FAILURES = {TARGET_STALLED: "target_stalled", CLIENT_STALLED: "client_stal
 class ProxyRequestHandler(RequestLog, BaseHTTPRequestHandler):
     """http.server handler that upgrades WebSocket requests and relays them."""
 
-    server: ProxyServer
     rfile: RequestReader  # type: ignore[assignment]
     wfile: SocketWriter  # type: ignore[assignment]
     protocol_version = "HTTP/1.1"
@@ -53,12 +51,18 @@ class ProxyRequestHandler(RequestLog, BaseHTTPRequestHandler):
     #: released in finish().
     ticket: Ticket
 
+    def __init__(self, request: Any, client_address: Any, server: BaseServer,
+                 context: RequestContext) -> None:
+        #: All this handler reads of its server (#17 §2); it never touches ``server``.
+        self.context = context
+        self.settings = context.settings
+        super().__init__(request, client_address, server)
+
     def setup(self) -> None:
-        self.settings = self.server.settings
         #: What this connection did, for --log-format json and the metrics (finish()).
-        self.session = sessionlog.start(self.client_address, self.server.metrics)
+        self.session = sessionlog.start(self.client_address, self.context.metrics)
         tune_tcp(self.request)
-        self.session_id = self.server.next_session_id()
+        self.session_id = self.context.connections.next_session_id()
         self.session.client = self.address_string()
         # websockify's parent logs "<client>: new handler Process" at fork, without the
         # request prefix (spec §3.3); we start a thread instead (docs/logging.rst).
@@ -74,7 +78,7 @@ class ProxyRequestHandler(RequestLog, BaseHTTPRequestHandler):
         self.ticket = Ticket()  # a refused client is never counted
         if not self.refused:
             trusted = forwarded.trusted_peer(self.client_address, self.settings.trusted_proxies)
-            self.ticket = self.server.admission.admit(None if trusted else self.address_string())
+            self.ticket = self.context.admission.admit(None if trusted else self.address_string())
 
     def _start_tls(self) -> bool:
         """Sniff the first byte and wrap a TLS client (spec §4.1); False = close now.
@@ -95,7 +99,7 @@ class ProxyRequestHandler(RequestLog, BaseHTTPRequestHandler):
                 log.info("%s: non-SSL connection received but disallowed", client)
                 return False
             return True
-        context = self.server.server_tls.context  # read once: a SIGHUP may swap it
+        context = self.context.server_tls.context  # read once: a SIGHUP may swap it
         if context is None:
             log.info("%s: SSL connection but '%s' not found", client,
                      self.settings.cert or DEFAULT_CERT)
@@ -120,7 +124,7 @@ class ProxyRequestHandler(RequestLog, BaseHTTPRequestHandler):
         object, so closing only that one leaks the descriptor (notes/libraries.md §4.1).
         """
         self.ticket.release()
-        sessionlog.finish(self.session, self.server.metrics, self.settings)
+        sessionlog.finish(self.session, self.context.metrics, self.settings)
         if isinstance(self.request, ssl.SSLSocket):
             _close(self.request)
 
@@ -192,18 +196,19 @@ class ProxyRequestHandler(RequestLog, BaseHTTPRequestHandler):
 
     def _decide(self) -> decision.Accept | HandshakeError:
         """The request's facts, recorded for the session log, then ``decision.decide``."""
-        plugin = self.server.token_plugin
+        plugin = self.context.token_plugin
         token = None if plugin is None else resolve.request_token(self.settings, self.path,
                                                                   self.headers)
         self.session.token = token  # for the session record, also when refused
         request = decision.Request(self.path, self.headers, token, self.client_cn,
-                                   self.ticket.refusal, self.server.draining,
+                                   self.ticket.refusal, self.context.connections.draining,
                                    self._standard_headers())
-        return decision.decide(self.settings, plugin, self.server.auth_plugin, request)
+        return decision.decide(self.settings, plugin, self.context.auth_plugin, request)
 
     def _log_upgrade(self) -> None:
         """The 101 is out: websockify's per-connection lines (spec §3.3)."""
-        self.server.note_upgrade(self.address_string())
+        self.context.connections.note_upgrade(self.address_string())
+        self.context.metrics.session_started()
         self.log_request(HTTPStatus.SWITCHING_PROTOCOLS)
         client = self.address_string()
         if self.secure:
@@ -230,11 +235,11 @@ class ProxyRequestHandler(RequestLog, BaseHTTPRequestHandler):
             # No --web: websockify answers every plain GET and HEAD with 405 (spec §4.2).
             self.send_error(HTTPStatus.METHOD_NOT_ALLOWED)
             return
-        if self.settings.web_auth and self.server.auth_plugin is not None:
+        if self.settings.web_auth and self.context.auth_plugin is not None:
             try:
                 # --web-auth: the auth plugin first, told the configured target (§4.5).
                 resolve.strip_client_cert_headers(self.headers, self.client_cn)
-                resolve.authenticate(self.server.auth_plugin, self.headers, self.settings.target)
+                resolve.authenticate(self.context.auth_plugin, self.headers, self.settings.target)
             except HandshakeError as exc:
                 self._reject(exc)
                 return
@@ -245,12 +250,12 @@ class ProxyRequestHandler(RequestLog, BaseHTTPRequestHandler):
 
     def _serve_probe(self, kind: str, head: bool) -> None:
         """``--health-path``/``--metrics-path`` (``proxy.observe.probes``)."""
-        server = self.server
-        admission = server.admission
-        grouped = server.worker_index is not None and not admission.shared
-        snapshot = server.metrics.snapshot(server.live_connections) \
+        context = self.context
+        admission = context.admission
+        grouped = context.worker_index is not None and not admission.shared
+        snapshot = context.metrics.snapshot(context.connections.live) \
             if kind == probes.METRICS or grouped else None
-        probes.respond(self, kind, head, draining=server.draining,
+        probes.respond(self, kind, head, draining=context.connections.draining,
                        live=probes.fullest(admission.live, snapshot if grouped else None),
                        limit=admission.max_connections, snapshot=snapshot)
 
@@ -293,7 +298,7 @@ class ProxyRequestHandler(RequestLog, BaseHTTPRequestHandler):
     def _connect(self, target: Target) -> socket.socket:
         """Open the target with websockify's log lines (see ``targets.dial``)."""
         preamble = self._proxy_header() if self.settings.target_proxy_protocol else b""
-        return dial(target, self.settings, self.server.target_context, preamble,
+        return dial(target, self.settings, self.context.target_context, preamble,
                     self.log_message)
 
     def _proxy_header(self) -> bytes:
@@ -338,9 +343,10 @@ class ProxyRequestHandler(RequestLog, BaseHTTPRequestHandler):
                 self.session.failure, self.session.close_code = "target", INTERNAL_ERROR
                 close_session(self.request, stream, INTERNAL_ERROR, CONNECT_FAILED, limits)
                 return
-            relay = Relay(self.request, sock, stream, limits, self.server.stop_signal, tap=tap)
+            relay = Relay(self.request, sock, stream, limits, self.context.stop_signal,
+                          tap=tap)
             self.session.relay = relay
-            self.server.metrics.relay_started(relay)
+            self.context.metrics.relay_started(relay)
             try:
                 info = relay.run(self.rfile.take_buffered())
             finally:

@@ -128,3 +128,49 @@ def test_a_connection_never_admitted_has_nothing_to_release() -> None:
     ticket.name("a")
     ticket.release()
     assert (ticket.refusal, ticket.address) == (None, None)
+
+
+# -- the request context ---------------------------------------------------------------------
+
+
+def test_the_handler_gets_a_context_and_never_imports_or_reads_its_server() -> None:
+    """One frozen RequestContext instead of names read off self.server (#17 §2)."""
+    from pathlib import Path
+
+    from tests.unit.test_layers import imported_modules, modules
+    known = modules()
+    path = known["proxy.serve.handler"]
+    assert "proxy.serve.server" not in imported_modules(path, known)
+    assert "self.server" not in Path(path).read_text()
+
+
+def test_a_worker_gets_a_context_with_its_own_stop_signal() -> None:
+    import dataclasses
+
+    from proxy.serve.server import ProxyServer
+
+    server = ProxyServer(Settings(listen_host="127.0.0.1", listen_port=0,
+                                  target_host="127.0.0.1", target_port=9, workers=2))
+    try:
+        inherited = server.context.stop_signal
+        assert server.context.worker_index is None
+        server.after_fork(1, 2)
+        assert server.context.worker_index == 1
+        assert server.context.stop_signal is server.stop_signal is not inherited
+        assert server.context.admission is server.admission  # the rest is shared
+        with pytest.raises(dataclasses.FrozenInstanceError):
+            server.context.worker_index = 0  # type: ignore[misc]
+    finally:
+        server.server_close()
+
+
+def test_the_drain_flag_is_seen_through_the_context() -> None:
+    from proxy.serve.server import ProxyServer
+
+    server = ProxyServer(Settings(listen_host="127.0.0.1", listen_port=0,
+                                  target_host="127.0.0.1", target_port=9))
+    try:
+        server.draining = True  # as the runner sets it on SIGTERM with --drain-timeout
+        assert server.context.connections.draining
+    finally:
+        server.server_close()
