@@ -174,3 +174,10 @@ def test_the_drain_flag_is_seen_through_the_context() -> None:
         assert server.context.connections.draining
     finally:
         server.server_close()
+
+
+def test_a_later_408_does_not_erase_an_earlier_refusal_on_a_keep_alive_connection() -> None:
+    session = sessionlog.Session(peer="p")
+    session.reject(HandshakeError(HTTPStatus.SERVICE_UNAVAILABLE, "Too many connections"))
+    session.reject(RequestTimeout("late"))  # the next request on the connection never came
+    assert session.failure == "limit"
