@@ -1,7 +1,7 @@
 """Connection limits: ``--max-connections`` and ``--max-connections-per-ip``.
 
 The server holds one ``Admission`` (a locked counter, STYLE.md §8.1 rule 3). Every handler
-enters it once its connection is set up and leaves it when the connection ends. A
+takes a ``Ticket`` once its connection is set up and releases it when the connection ends. A
 connection over a limit is still read (within the handshake deadline) and answered
 ``503 Service Unavailable`` with ``Retry-After``, before any upgrade, so a browser sees
 a status instead of a hang or a reset. Answering takes a thread for at most the handshake
@@ -100,6 +100,10 @@ class Admission:
                 self._per_address[address] += 1
             return None
 
+    def admit(self, address: str | None) -> Ticket:
+        """``enter`` as one object: the refusal, or the count to release (#17 §2)."""
+        return Ticket(self, address, self.enter(address))
+
     def claim(self, address: str) -> HandshakeError | None:
         """Count a connection admitted with ``enter(None)`` under ``address`` now; the
         503 if that address is at its limit (then nothing changes)."""
@@ -142,3 +146,35 @@ class Admission:
 def _unavailable(reason: str) -> HandshakeError:
     return HandshakeError(HTTPStatus.SERVICE_UNAVAILABLE, reason,
                           headers=[("Retry-After", str(RETRY_AFTER))])
+
+
+class Ticket:
+    """One connection's place in the counts, from admission to ``release`` (#17 §2).
+
+    ``refusal``: the 503 to answer (then only the total may be counted, see ``name``),
+    None while admitted. A ``Ticket()`` without an admission stands for a connection
+    that never got as far (a silent client, a refused TLS handshake): nothing to release.
+    """
+
+    def __init__(self, admission: Admission | None = None, address: str | None = None,
+                 refusal: HandshakeError | None = None) -> None:
+        self.refusal = refusal
+        #: The address the connection is counted under (None: the total only).
+        self.address = address
+        # None once released, or when enter() refused (nothing was counted then).
+        self._admission = admission if refusal is None else None
+
+    def name(self, address: str) -> None:
+        """``--trusted-proxy``: the request named its client; count it under ``address``
+        now (``--max-connections-per-ip``), or take the 503 if that address is full."""
+        if self._admission is None or self.address is not None or self.refusal is not None:
+            return
+        self.refusal = self._admission.claim(address)
+        if self.refusal is None:
+            self.address = address
+
+    def release(self) -> None:
+        """The connection ended; a second call does nothing."""
+        admission, self._admission = self._admission, None
+        if admission is not None:
+            admission.leave(self.address)

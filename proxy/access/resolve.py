@@ -12,7 +12,7 @@ from http import HTTPStatus
 from typing import Any
 
 from proxy.access.auth import is_authentication_error
-from proxy.errors import HandshakeError, TokenError
+from proxy.errors import AuthError, HandshakeError, TokenError
 from proxy.settings import Settings, Target
 from proxy.access.tokens import extract_token, target_from_lookup
 from proxy.access.tokens.base import UnusablePort
@@ -29,9 +29,26 @@ def resolve_target(settings: Settings, plugin: Any, path: str, headers: Message)
     Raises:
         TokenError: no token, or the plugin does not know it (or answered nonsense).
     """
+    token = request_token(settings, path, headers) if plugin is not None else None
+    return target_for_token(settings, plugin, token)
+
+
+def request_token(settings: Settings, path: str, headers: Message) -> str | None:
+    """The token this request carries (``--token-from``, ``--host-token``), if any."""
+    return extract_token(settings.token_from, settings.host_token, path, headers)
+
+
+def target_for_token(settings: Settings, plugin: Any, token: str | None) -> Target:
+    """The token plugin's target for ``token``; the configured one without a plugin.
+
+    The handler extracts the token once (``request_token``), records it for the session
+    log and passes it here (#17 §2).
+
+    Raises:
+        TokenError: no token, or the plugin does not know it (or answered nonsense).
+    """
     if plugin is None:
         return settings.target
-    token = extract_token(settings.token_from, settings.host_token, path, headers)
     if token is None:
         raise TokenError(HTTPStatus.BAD_REQUEST, "Token not present", log_line=TOKEN_MISSING)
     try:
@@ -72,7 +89,7 @@ def authenticate(plugin: Any, headers: Message, target: Target) -> None:
     """Run the auth plugin (spec §9.1).
 
     Raises:
-        HandshakeError: the plugin's ``AuthenticationError`` as an HTTP answer (its code,
+        AuthError: the plugin's ``AuthenticationError`` as an HTTP answer (its code,
             message and headers); the error's text is websockify's ``<code> <log_msg>``.
     """
     if plugin is None:
@@ -91,5 +108,5 @@ def authenticate(plugin: Any, headers: Message, target: Target) -> None:
             raise
         code, msg, extra = exc.code, exc.msg, exc.headers  # type: ignore[attr-defined]
         # websockify logs these as "handler exception: 401 None" (spec §9.1).
-        raise HandshakeError(code, msg, tuple(dict(extra or {}).items()),
-                             log_line=f"handler exception: {exc}") from exc
+        raise AuthError(code, msg, tuple(dict(extra or {}).items()),
+                        log_line=f"handler exception: {exc}") from exc

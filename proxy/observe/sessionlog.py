@@ -1,9 +1,10 @@
 """Per-connection facts for ``--log-format json`` and the metrics (one record per connection).
 
-``Session`` is filled in by the handler thread that owns it (never shared); ``record``
-turns it into the JSON object that ``--log-format json`` logs when the connection ends.
-``failure_reason`` is the one place a rejected request is classified for both.
-No sockets here.
+``Session`` is filled in by the handler thread that owns it (never shared), fact by fact
+as the handler learns them; ``record`` turns it into the JSON object that
+``--log-format json`` logs when the connection ends. ``failure_reason`` is the one place
+a rejected request is classified for both. No sockets here, and nothing of the stages
+this observes (protocol, access): the handler hands over plain facts (#17 §2).
 """
 
 from __future__ import annotations
@@ -15,12 +16,10 @@ from http import HTTPStatus
 from typing import Any
 
 from proxy.observe import jsonlog, probes
-from proxy.access.auth import is_authentication_error
-from proxy.errors import HandshakeError, TokenError
-from proxy.protocol.handshake import is_upgrade
+from proxy.errors import (AuthError, RequestError, RequestHeadTooLarge, RequestTimeout,
+                          TargetError, TokenError)
 from proxy.observe.metrics import ByteCounts, Metrics
 from proxy.settings import Settings
-from proxy.access.tokens import extract_token
 
 #: The logger of the JSON records (same root handlers as every other line).
 log = logging.getLogger("proxy.sessions")
@@ -59,16 +58,21 @@ class Session:
     def upgraded(self) -> bool:
         return self.status == HTTPStatus.SWITCHING_PROTOCOLS
 
-    def reject(self, exc: HandshakeError) -> None:
-        self.failure = failure_reason(exc)
+    def reject(self, exc: RequestError) -> None:
+        self.failure = failure_reason(exc) or self.failure
 
 
-def failure_reason(exc: HandshakeError) -> str:
-    """The metrics label of a rejected request."""
+def failure_reason(exc: RequestError) -> str | None:
+    """The metrics label of a rejected request; None for a request that never was one
+    (408, 431: http.server's answers, not counted as failed sessions)."""
+    if isinstance(exc, (RequestTimeout, RequestHeadTooLarge)):
+        return None
     if isinstance(exc, TokenError):
         return "token"
-    if exc.__cause__ is not None and is_authentication_error(exc.__cause__):
+    if isinstance(exc, AuthError):
         return "auth"
+    if isinstance(exc, TargetError):
+        return "target"
     if exc.status in (HTTPStatus.SERVICE_UNAVAILABLE, HTTPStatus.TOO_MANY_REQUESTS):
         return "limit"
     if exc.status in (HTTPStatus.BAD_GATEWAY, HTTPStatus.GATEWAY_TIMEOUT):
@@ -129,29 +133,13 @@ def start(client_address: Any, metrics: Metrics) -> Session:
     return Session(peer="unix")
 
 
-def finish(session: Session, handler: Any, metrics: Metrics, log_json: bool) -> None:
-    """The connection ended: fill in the request facts, count it, log the JSON record.
-
-    Args:
-        handler: the ``ProxyRequestHandler`` (its request attributes exist only once a
-            request line was parsed).
-    """
-    headers = getattr(handler, "headers", None)
-    session.method = getattr(handler, "command", None) or None
-    session.path = getattr(handler, "path", None) or None
-    session.client = handler.address_string()
-    session.tls = bool(getattr(handler, "secure", False))
-    if headers is not None:
-        session.forwarded_for = headers.get("X-Forwarded-For")
-        session.websocket = is_upgrade(headers)
-        settings = handler.settings
-        if settings.token_plugin and session.path is not None and session.websocket:
-            session.token = extract_token(settings.token_from, settings.host_token,
-                                          session.path, headers)
+def finish(session: Session, metrics: Metrics, settings: Settings) -> None:
+    """The connection ended: count it, and log the JSON record unless ``--log-format
+    classic``."""
     if session.relay is not None:
         metrics.relay_finished(session.relay)
     metrics.connection_finished(
         failure=session.failure, status=session.status if session.websocket else None,
         upgrade=session.upgraded, close_code=session.close_code)
-    if log_json:
-        emit(session, logging.DEBUG if is_probe(session, handler.settings) else logging.INFO)
+    if settings.log_format != "classic":
+        emit(session, logging.DEBUG if is_probe(session, settings) else logging.INFO)

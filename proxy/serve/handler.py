@@ -1,8 +1,9 @@
 """One connection: parse HTTP with ``http.server``, upgrade, connect the target, relay.
 
 Everything per-connection lives on the handler instance, never on the server (§8.1).
-The one mapping from ``HandshakeError`` to an HTTP answer is ``_reject``; the one
-catch-all is ``ProxyServer.handle_error``.
+Whether an upgrade is accepted is ``proxy.serve.decision`` (no I/O); ``do_GET`` is the
+I/O around it. The one mapping from a ``RequestError`` to an HTTP answer is ``_reject``;
+the one catch-all is ``ProxyServer.handle_error``.
 """
 
 from __future__ import annotations
@@ -12,18 +13,18 @@ import ssl
 from collections.abc import Sequence
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler
-from typing import TYPE_CHECKING
-
-from wsproto import WSConnection
+from socketserver import BaseServer
+from typing import Any
 
 from proxy.access import resolve
+from proxy.access.admission import Ticket
 from proxy.observe import probes, sessionlog
 from proxy.protocol import forwarded, handshake, proxyproto
-from proxy.serve import web
+from proxy.serve import decision, web
+from proxy.serve.context import RequestContext
 from proxy.transport import tls
-from proxy.protocol.deflate import BoundedDeflate
-from proxy.errors import (HandshakeError, RequestHeadTooLarge, RequestTimeout, TargetError,
-                          TokenError)
+from proxy.errors import (HandshakeError, RequestError, RequestHeadTooLarge, RequestTimeout,
+                          TargetError, TokenError)
 from proxy.protocol.closes import (CLIENT_STALLED, CONNECT_FAILED, INTERNAL_ERROR, LIMIT_REASONS,
                                    RECORDING_FAILED, TARGET_CLOSED, TARGET_STALLED, CloseInfo)
 from proxy.protocol.stream import ClientStream
@@ -34,9 +35,6 @@ from proxy.settings import DEFAULT_CERT, Target
 from proxy.transport.targets import dial, tune_tcp
 from proxy.observe.traffic import session_tap
 
-if TYPE_CHECKING:
-    from proxy.serve.server import ProxyServer
-
 #: ``--stall-timeout`` closes, as ``connections_failed_total`` reasons (issue #15).
 STALL_FAILURES = {TARGET_STALLED: "target_stalled", CLIENT_STALLED: "client_stalled"}
 
@@ -44,26 +42,28 @@ STALL_FAILURES = {TARGET_STALLED: "target_stalled", CLIENT_STALLED: "client_stal
 class ProxyRequestHandler(RequestLog, BaseHTTPRequestHandler):
     """http.server handler that upgrades WebSocket requests and relays them."""
 
-    server: ProxyServer
     rfile: RequestReader  # type: ignore[assignment]
     wfile: SocketWriter  # type: ignore[assignment]
     protocol_version = "HTTP/1.1"
     # With sys_version this gives "Server: WebSockify Python/3.x.y", as websockify (§4.1).
     server_version = "WebSockify"
-    #: The 503 to answer when a connection limit is reached (``proxy.access.admission``);
-    #: None = admitted.
-    refusal: HandshakeError | None = None
-    _admitted = False  # counted by server.admission; left in finish()
-    _admission_key: str | None = None  # the address it is counted under (None: not yet)
-    #: ``--compression``: the permessage-deflate extension offered to wsproto, if any.
-    deflate: BoundedDeflate | None = None
+    #: This connection's place in the connection limits (``proxy.access.admission``);
+    #: released in finish().
+    ticket: Ticket
+
+    def __init__(self, request: Any, client_address: Any, server: BaseServer,
+                 context: RequestContext) -> None:
+        #: All this handler reads of its server (#17 §2); it never touches ``server``.
+        self.context = context
+        self.settings = context.settings
+        super().__init__(request, client_address, server)
 
     def setup(self) -> None:
-        self.settings = self.server.settings
         #: What this connection did, for --log-format json and the metrics (finish()).
-        self.session = sessionlog.start(self.client_address, self.server.metrics)
+        self.session = sessionlog.start(self.client_address, self.context.metrics)
         tune_tcp(self.request)
-        self.session_id = self.server.next_session_id()
+        self.session_id = self.context.connections.next_session_id()
+        self.session.client = self.address_string()
         # websockify's parent logs "<client>: new handler Process" at fork, without the
         # request prefix (spec §3.3); we start a thread instead (docs/logging.rst).
         log.debug("%s: new handler Thread", self.address_string())
@@ -75,10 +75,10 @@ class ProxyRequestHandler(RequestLog, BaseHTTPRequestHandler):
         # --max-connections[-per-ip]: counted from here until finish(); over a limit the
         # request is still read, then answered 503 (proxy.access.admission).
         # Behind a --trusted-proxy the per-address count waits for the client it names.
-        trusted = forwarded.trusted_peer(self.client_address, self.settings.trusted_proxies)
-        self._admission_key = None if trusted else self.address_string()
-        self.refusal = None if self.refused else self.server.admission.enter(self._admission_key)
-        self._admitted = not self.refused and self.refusal is None
+        self.ticket = Ticket()  # a refused client is never counted
+        if not self.refused:
+            trusted = forwarded.trusted_peer(self.client_address, self.settings.trusted_proxies)
+            self.ticket = self.context.admission.admit(None if trusted else self.address_string())
 
     def _start_tls(self) -> bool:
         """Sniff the first byte and wrap a TLS client (spec §4.1); False = close now.
@@ -99,7 +99,7 @@ class ProxyRequestHandler(RequestLog, BaseHTTPRequestHandler):
                 log.info("%s: non-SSL connection received but disallowed", client)
                 return False
             return True
-        context = self.server.server_tls.context  # read once: a SIGHUP may swap it
+        context = self.context.server_tls.context  # read once: a SIGHUP may swap it
         if context is None:
             log.info("%s: SSL connection but '%s' not found", client,
                      self.settings.cert or DEFAULT_CERT)
@@ -109,7 +109,7 @@ class ProxyRequestHandler(RequestLog, BaseHTTPRequestHandler):
         except ssl.SSLEOFError as exc:
             log.info("%s: %s", client, exc)  # websockify's line for an SSL EOF (§4.1)
             return False
-        self.secure = True
+        self.secure = self.session.tls = True
         self.client_cn = tls.peer_common_name(self.request)
         return True
 
@@ -123,11 +123,8 @@ class ProxyRequestHandler(RequestLog, BaseHTTPRequestHandler):
         An SSLSocket wrapped around it is ours to close: the wrap detached the original
         object, so closing only that one leaks the descriptor (notes/libraries.md §4.1).
         """
-        if self._admitted:
-            self._admitted = False
-            self.server.admission.leave(self._admission_key)
-        sessionlog.finish(self.session, self, self.server.metrics,
-                          self.settings.log_format != "classic")
+        self.ticket.release()
+        sessionlog.finish(self.session, self.context.metrics, self.settings)
         if isinstance(self.request, ssl.SSLSocket):
             _close(self.request)
 
@@ -139,38 +136,52 @@ class ProxyRequestHandler(RequestLog, BaseHTTPRequestHandler):
         self.rfile.start_request(self.settings.request_timeout, self.settings.max_request_head)
         # send_error needs these even when the request line never arrived.
         self.command, self.requestline, self.request_version = "", "", "HTTP/1.1"
+        self.path = ""
         try:
             super().handle_one_request()
-        except RequestTimeout:
+        except (RequestTimeout, RequestHeadTooLarge) as exc:
             self.close_connection = True
-            self.send_error(HTTPStatus.REQUEST_TIMEOUT)
-        except RequestHeadTooLarge:
-            self.close_connection = True
-            self.send_error(HTTPStatus.REQUEST_HEADER_FIELDS_TOO_LARGE)
+            self._reject(exc)  # 408, 431
+
+    def parse_request(self) -> bool:
+        parsed = False
+        try:
+            parsed = super().parse_request()
+            return parsed
+        finally:
+            # What was asked, for the session record, also when it is refused (#17 §2).
+            self.session.method, self.session.path = self.command or None, self.path or None
+            if parsed:
+                self.session.forwarded_for = self.headers.get("X-Forwarded-For")
+                self.session.websocket = handshake.is_upgrade(self.headers)
 
     def do_GET(self) -> None:
         if self.settings.trusted_proxies and isinstance(self.client_address, tuple):
             # Behind a trusted balancer the client is the one it names (--trusted-proxy).
             self.forwarded_client = forwarded.client_address(
                 self.client_address[:2], self.headers, self.settings.trusted_proxies)
-        if self._admitted and self._admission_key is None and self.refusal is None:
-            # --max-connections-per-ip counts the client the trusted proxy named.
-            self.refusal = self.server.admission.claim(self.address_string())
-            if self.refusal is None:
-                self._admission_key = self.address_string()
+            self.session.client = self.address_string()
+        # --max-connections-per-ip counts the client the trusted proxy named.
+        self.ticket.name(self.address_string())
         if not handshake.is_upgrade(self.headers):
             self._serve_web(head=False)
             return
         self.close_connection = True
-        try:
-            target, upgrade, ws, response = self._admit()
-            # --connect-before-upgrade: a target failure is a 502/504 instead of a 101+1011.
-            early = self._connect_early(target) if self.settings.connect_before_upgrade else None
-        except HandshakeError as exc:
-            self._reject(exc)
+        accepted = self._decide()
+        if isinstance(accepted, HandshakeError):
+            self._reject(accepted)
             return
+        early = None
+        if self.settings.connect_before_upgrade:
+            # --connect-before-upgrade: a target failure is a 502/504 instead of a 101+1011.
+            try:
+                early = self._connect(accepted.target)
+            except TargetError as exc:
+                self.log_message("Failed to connect to %s: %s", accepted.target.display, exc)
+                self._reject(exc)
+                return
         try:
-            self.wfile.write(response)
+            self.wfile.write(accepted.response)
         except OSError:
             if early is not None:
                 _close(early)
@@ -178,38 +189,26 @@ class ProxyRequestHandler(RequestLog, BaseHTTPRequestHandler):
         self._log_upgrade()
         s = self.settings
         # Held-back binary pieces count against the same bound as the relay's buffers.
-        compressed = self.deflate is not None and self.deflate.enabled()
-        stream = ClientStream(ws, upgrade.mode, s.text_frames, s.max_message_size, s.high_water,
-                              s.reply_frames, compressed)
-        self._proxy(stream, target, early)
+        compressed = accepted.deflate is not None and accepted.deflate.enabled()
+        stream = ClientStream(accepted.ws, accepted.upgrade.mode, s.text_frames,
+                              s.max_message_size, s.high_water, s.reply_frames, compressed)
+        self._proxy(stream, accepted.target, early)
 
-    def _admit(self) -> tuple[Target, handshake.Upgrade, WSConnection, bytes]:
-        """Token, auth, then the handshake checks, in websockify's order (spec §4.3).
-
-        Raises:
-            HandshakeError: the answer to send instead of the 101.
-        """
-        if self.refusal is not None:
-            raise self.refusal  # --max-connections[-per-ip]: 503 before anything else
-        if self.server.draining:
-            # SIGTERM with --drain-timeout: open sessions go on, new ones are refused.
-            raise HandshakeError(HTTPStatus.SERVICE_UNAVAILABLE, "Server is shutting down")
-        target = resolve.resolve_target(self.settings, self.server.token_plugin, self.path,
-                                        self.headers)
-        if self.server.auth_plugin is not None:
-            resolve.strip_client_cert_headers(self.headers, self.client_cn)
-            resolve.authenticate(self.server.auth_plugin, self.headers, target)
-        upgrade = handshake.check_upgrade(self.headers)
-        # --compression: enabled by accept() only if the client offered permessage-deflate.
-        self.deflate = BoundedDeflate(self.settings.max_message_size) \
-            if self.settings.compression else None
-        ws, response = handshake.accept(upgrade, self._standard_headers(),
-                                        [self.deflate] if self.deflate else [])
-        return target, upgrade, ws, response
+    def _decide(self) -> decision.Accept | HandshakeError:
+        """The request's facts, recorded for the session log, then ``decision.decide``."""
+        plugin = self.context.token_plugin
+        token = None if plugin is None else resolve.request_token(self.settings, self.path,
+                                                                  self.headers)
+        self.session.token = token  # for the session record, also when refused
+        request = decision.Request(self.path, self.headers, token, self.client_cn,
+                                   self.ticket.refusal, self.context.connections.draining,
+                                   self._standard_headers())
+        return decision.decide(self.settings, plugin, self.context.auth_plugin, request)
 
     def _log_upgrade(self) -> None:
         """The 101 is out: websockify's per-connection lines (spec §3.3)."""
-        self.server.note_upgrade(self.address_string())
+        self.context.connections.note_upgrade(self.address_string())
+        self.context.metrics.session_started()
         self.log_request(HTTPStatus.SWITCHING_PROTOCOLS)
         client = self.address_string()
         if self.secure:
@@ -224,9 +223,9 @@ class ProxyRequestHandler(RequestLog, BaseHTTPRequestHandler):
 
     def _serve_web(self, head: bool) -> None:
         """A plain GET/HEAD: ``--web`` files, ``--diagnostics`` pages (``proxy.serve.web``)."""
-        if self.refusal is not None:
+        if self.ticket.refusal is not None:
             self.close_connection = True
-            self._reject(self.refusal)
+            self._reject(self.ticket.refusal)
             return
         probe = probes.route(self.settings, self.path)  # ours; before --web files
         if probe == probes.HEALTH:
@@ -236,11 +235,11 @@ class ProxyRequestHandler(RequestLog, BaseHTTPRequestHandler):
             # No --web: websockify answers every plain GET and HEAD with 405 (spec §4.2).
             self.send_error(HTTPStatus.METHOD_NOT_ALLOWED)
             return
-        if self.settings.web_auth and self.server.auth_plugin is not None:
+        if self.settings.web_auth and self.context.auth_plugin is not None:
             try:
                 # --web-auth: the auth plugin first, told the configured target (§4.5).
                 resolve.strip_client_cert_headers(self.headers, self.client_cn)
-                resolve.authenticate(self.server.auth_plugin, self.headers, self.settings.target)
+                resolve.authenticate(self.context.auth_plugin, self.headers, self.settings.target)
             except HandshakeError as exc:
                 self._reject(exc)
                 return
@@ -251,12 +250,12 @@ class ProxyRequestHandler(RequestLog, BaseHTTPRequestHandler):
 
     def _serve_probe(self, kind: str, head: bool) -> None:
         """``--health-path``/``--metrics-path`` (``proxy.observe.probes``)."""
-        server = self.server
-        admission = server.admission
-        grouped = server.worker_index is not None and not admission.shared
-        snapshot = server.metrics.snapshot(server.live_connections) \
+        context = self.context
+        admission = context.admission
+        grouped = context.worker_index is not None and not admission.shared
+        snapshot = context.metrics.snapshot(context.connections.live) \
             if kind == probes.METRICS or grouped else None
-        probes.respond(self, kind, head, draining=server.draining,
+        probes.respond(self, kind, head, draining=context.connections.draining,
                        live=probes.fullest(admission.live, snapshot if grouped else None),
                        limit=admission.max_connections, snapshot=snapshot)
 
@@ -267,8 +266,9 @@ class ProxyRequestHandler(RequestLog, BaseHTTPRequestHandler):
         return [("Server", self.version_string()), ("Date", self.date_time_string()),
                 *self.settings.response_headers]
 
-    def _reject(self, exc: HandshakeError) -> None:
-        """The one place a HandshakeError becomes an HTTP answer."""
+    def _reject(self, exc: RequestError) -> None:
+        """The one place an error becomes an HTTP answer: the status, reason and headers
+        it carries (#17 §2)."""
         self.session.reject(exc)
         if isinstance(exc, TokenError):
             # websockify logs these without the request prefix (spec §3.3).
@@ -298,22 +298,8 @@ class ProxyRequestHandler(RequestLog, BaseHTTPRequestHandler):
     def _connect(self, target: Target) -> socket.socket:
         """Open the target with websockify's log lines (see ``targets.dial``)."""
         preamble = self._proxy_header() if self.settings.target_proxy_protocol else b""
-        return dial(target, self.settings, self.server.target_context, preamble,
+        return dial(target, self.settings, self.context.target_context, preamble,
                     self.log_message)
-
-    def _connect_early(self, target: Target) -> socket.socket:
-        """Connect before the 101 (``--connect-before-upgrade``).
-
-        Raises:
-            HandshakeError: 504 when the connect timed out, 502 for any other failure.
-        """
-        try:
-            return self._connect(target)
-        except TargetError as exc:
-            self.log_message("Failed to connect to %s: %s", target.display, exc)
-            timed_out = isinstance(exc.__cause__, TimeoutError)
-            status = HTTPStatus.GATEWAY_TIMEOUT if timed_out else HTTPStatus.BAD_GATEWAY
-            raise HandshakeError(status, "Failed to connect to downstream server") from exc
 
     def _proxy_header(self) -> bytes:
         """The PROXY v1 header for ``--target-proxy-protocol`` (sent before any TLS)."""
@@ -357,9 +343,10 @@ class ProxyRequestHandler(RequestLog, BaseHTTPRequestHandler):
                 self.session.failure, self.session.close_code = "target", INTERNAL_ERROR
                 close_session(self.request, stream, INTERNAL_ERROR, CONNECT_FAILED, limits)
                 return
-            relay = Relay(self.request, sock, stream, limits, self.server.stop_signal, tap=tap)
+            relay = Relay(self.request, sock, stream, limits, self.context.stop_signal,
+                          tap=tap)
             self.session.relay = relay
-            self.server.metrics.relay_started(relay)
+            self.context.metrics.relay_started(relay)
             try:
                 info = relay.run(self.rfile.take_buffered())
             finally:

@@ -12,6 +12,7 @@ import logging
 import os
 import socket
 import socketserver
+import dataclasses
 import sys
 import threading
 import time
@@ -19,6 +20,7 @@ from typing import Any
 
 from proxy.transport import tls
 from proxy.errors import StartupError
+from proxy.serve.context import Connections, RequestContext
 from proxy.serve.handler import ProxyRequestHandler
 from proxy.access.admission import Admission
 from proxy.observe.metrics import Metrics
@@ -72,6 +74,7 @@ class ProxyServer(socketserver.ThreadingTCPServer):
         bind_and_activate: bool = True,
     ) -> None:
         self.settings = settings
+        self._handler_class = handler_class
         # TLS contexts are built once, before binding, so a bad certificate is a startup
         # error (exit 1), never a failure in a connection thread. SIGHUP: server_tls.reload().
         self.server_tls = tls.ServerTLS(settings)
@@ -83,15 +86,14 @@ class ProxyServer(socketserver.ThreadingTCPServer):
         #: Counters for --metrics-path/--stats-interval (proxy.observe.metrics); thread-safe. With
         #: --workers in shared memory mapped here, before the fork (issue #16).
         self.metrics = Metrics(settings.workers)
-        #: Set by the runner on SIGTERM with --drain-timeout: new sessions get 503.
-        self.draining = False
-        #: --max-connections and --max-connections-per-ip (handlers enter and leave it).
+        #: --max-connections and --max-connections-per-ip (handlers take a ticket).
         self.admission = Admission(settings)
-        self._lock = threading.Lock()
-        self._live = 0  # connections being handled; guarded by _lock
-        self._idle_since = time.monotonic()  # when _live last became 0; guarded by _lock
-        self.upgrades = 0  # connections that reached the 101; guarded by _lock
-        self.last_upgraded = ""
+        self.connections = Connections()
+        #: What every handler gets instead of this server (#17 §2).
+        self.context = RequestContext(
+            settings, self.token_plugin, self.auth_plugin, self.server_tls,
+            self.target_context, self.admission, self.metrics, self.stop_signal,
+            self.connections)
         self._last_backoff_log = 0.0
         address: Any
         if settings.unix_listen:
@@ -180,8 +182,9 @@ class ProxyServer(socketserver.ThreadingTCPServer):
         self.metrics.attach(index)  # the group's counters (proxy.observe.metrics, issue #16)
         self.stop_signal.close()
         self.stop_signal = StopSignal()
-        self._sessions = index + 1 - count
-        self._session_step = count
+        self.context = dataclasses.replace(self.context, stop_signal=self.stop_signal,
+                                           worker_index=index)
+        self.connections.number_from(index + 1, count)
 
     def stop_sessions(self) -> None:
         """Ask every relaying connection to close with 1001 (they exit within ~1 s)."""
@@ -201,40 +204,36 @@ class ProxyServer(socketserver.ThreadingTCPServer):
 
     @property
     def live_connections(self) -> int:
-        with self._lock:
-            return self._live
+        return self.connections.live
 
     def idle_for(self) -> float:
         """Seconds since the last connection ended (0 while any is live)."""
-        with self._lock:
-            return 0.0 if self._live else time.monotonic() - self._idle_since
-
-    _sessions = 0  # the last number given; the instance's copy is guarded by _lock
-    _session_step = 1  # --workers: each worker numbers every count-th connection
+        return self.connections.idle_for()
 
     def next_session_id(self) -> int:
-        """Number the next connection from 1, as websockify's ``handler_id`` (spec §4.1).
+        """The next connection's number (``Connections.next_session_id``)."""
+        return self.connections.next_session_id()
 
-        Every connection counts (HTTP or WebSocket, failed or not), so ``--record`` file
-        numbers have gaps where websockify's do.
-        """
-        with self._lock:
-            self._sessions += self._session_step
-            return self._sessions
+    @property
+    def upgrades(self) -> int:
+        """Connections that reached the 101 (for ``--run-once``)."""
+        return self.connections.upgrades
 
-    def note_upgrade(self, client: str) -> None:
-        """Called by a handler once its 101 is sent (for ``--run-once``)."""
-        with self._lock:
-            self.upgrades += 1
-            self.last_upgraded = client
-        self.metrics.session_started()
+    @property
+    def last_upgraded(self) -> str:
+        return self.connections.last_upgraded
+
+    @property
+    def draining(self) -> bool:
+        """Set by the runner on SIGTERM with ``--drain-timeout``: new sessions get 503."""
+        return self.connections.draining
+
+    @draining.setter
+    def draining(self, value: bool) -> None:
+        self.connections.draining = value
 
     def process_request(self, request: Any, client_address: Any) -> None:
-        with self._lock:
-            full = self._live >= self.admission.hard_limit
-            if not full:
-                self._live += 1
-        if full:
+        if not self.connections.begin(self.admission.hard_limit):
             # Far over --max-connections: not even a thread to answer 503 (admission.py).
             self.shutdown_request(request)
             return
@@ -242,9 +241,15 @@ class ProxyServer(socketserver.ThreadingTCPServer):
             # websockify handles --run-once connections in its own process, one at a time.
             self.process_request_thread(request, client_address)
             return
-        # Taken by whichever side handles the request: the new thread, or this one when
-        # the thread never ran. Thread.start() waits for the thread to run, and a SIGTERM
-        # (_Terminate) can interrupt that wait after the thread took the request.
+        self.dispatch(request, client_address)
+
+    def dispatch(self, request: Any, client_address: Any) -> None:
+        """Hand a counted connection to a handler thread (the one place that starts one).
+
+        Taken by whichever side handles the request: the new thread, or this one when
+        the thread never ran. Thread.start() waits for the thread to run, and a SIGTERM
+        (_Terminate) can interrupt that wait after the thread took the request.
+        """
         owner = threading.Lock()
         thread = threading.Thread(target=self._request_thread, daemon=self.daemon_threads,
                                   args=(request, client_address, owner))
@@ -256,21 +261,37 @@ class ProxyServer(socketserver.ThreadingTCPServer):
                 raise
             # The thread has it: socketserver would close the request under it if this
             # propagated (its client then saw a bare EOF, 1006, instead of our 1001), so
-            # the stop goes on once handle_request() is done with this connection.
+            # the stop goes on once socketserver is done with this connection: at the end
+            # of handle_request() or in serve_forever()'s service_actions() (#17 §2).
             self._interrupted = exc
 
-    def _handle_request_noblock(self) -> None:
-        super()._handle_request_noblock()  # type: ignore[misc]
+    def handle_request(self) -> None:
+        """socketserver's, then the stop that interrupted a ``dispatch`` (see there)."""
+        try:
+            super().handle_request()
+        finally:
+            self._raise_interrupted()
+
+    def service_actions(self) -> None:
+        """serve_forever()'s hook after each request: the same deferred stop."""
+        super().service_actions()
+        self._raise_interrupted()
+
+    def _raise_interrupted(self) -> None:
         interrupted, self._interrupted = self._interrupted, None
         if interrupted is not None:
             raise interrupted
 
-    _interrupted: BaseException | None = None  # see process_request
+    _interrupted: BaseException | None = None  # see dispatch
 
     def _request_thread(self, request: Any, client_address: Any,
                         owner: threading.Lock) -> None:
         if owner.acquire(blocking=False):
             self.process_request_thread(request, client_address)
+
+    def finish_request(self, request: Any, client_address: Any) -> None:
+        """socketserver's, handing the handler the context instead of this server (#17 §2)."""
+        self._handler_class(request, client_address, self, self.context)
 
     def process_request_thread(self, request: Any, client_address: Any) -> None:
         try:
@@ -279,10 +300,7 @@ class ProxyServer(socketserver.ThreadingTCPServer):
             self._connection_done()
 
     def _connection_done(self) -> None:
-        with self._lock:
-            self._live -= 1
-            if not self._live:
-                self._idle_since = time.monotonic()
+        self.connections.end()
 
     # -- hooks -------------------------------------------------------------------------
 

@@ -14,7 +14,7 @@ from proxy.observe import metrics, probes, sessionlog
 from proxy.process import activation, daemon, wrap
 from proxy.transport import relay
 from proxy.process.cli import parse_cli
-from proxy.errors import HandshakeError, TokenError
+from proxy.errors import AuthError, HandshakeError, TokenError
 from proxy.settings import Settings
 
 
@@ -135,16 +135,20 @@ def test_record_of_a_session() -> None:
     assert (rec["closed_by"], rec["failure"]) == ("client", None)
 
 
+def test_the_session_log_imports_nothing_of_the_stages_it_observes() -> None:
+    """sessionlog gets plain facts from the handler (#17 §2): no protocol, no access."""
+    from tests.unit.test_layers import imported_modules, modules
+    known = modules()
+    imported = imported_modules(known["proxy.observe.sessionlog"], known)
+    assert sorted(m for m in imported if m.startswith(("proxy.protocol", "proxy.access"))) == []
+
+
 def test_failure_reasons() -> None:
     assert sessionlog.failure_reason(TokenError(HTTPStatus.NOT_FOUND)) == "token"
     assert sessionlog.failure_reason(HandshakeError(HTTPStatus.SERVICE_UNAVAILABLE)) == "limit"
     assert sessionlog.failure_reason(HandshakeError(HTTPStatus.BAD_GATEWAY)) == "target"
     assert sessionlog.failure_reason(HandshakeError(HTTPStatus.BAD_REQUEST)) == "handshake"
-    from proxy.access.auth import AuthenticationError
-    try:
-        raise HandshakeError(HTTPStatus.FORBIDDEN) from AuthenticationError()
-    except HandshakeError as exc:
-        assert sessionlog.failure_reason(exc) == "auth"
+    assert sessionlog.failure_reason(AuthError(HTTPStatus.FORBIDDEN)) == "auth"
 
 
 # -- command line ----------------------------------------------------------------------------
