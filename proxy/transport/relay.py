@@ -31,7 +31,8 @@ from typing import Protocol
 from proxy.protocol.closes import (ABNORMAL, GOING_AWAY, LIMIT_REASONS, NORMAL, SHUTTING_DOWN,
                                    TARGET_CLOSED, CloseInfo)
 from proxy.protocol.stream import ClientStream, Output
-from proxy.transport.relaytimers import CLIENT_LEFT, TARGET_LEFT, UNDELIVERED, Limits, SessionTimers
+from proxy.settings import Limits
+from proxy.transport.relaytimers import CLIENT_LEFT, TARGET_LEFT, UNDELIVERED, SessionTimers
 from proxy.transport.sockio import (GONE, PEER_SHUT, READ, WRITE, Outbox, Poller, StopSignal,
                                     recv_some)
 
