@@ -17,7 +17,8 @@ from __future__ import annotations
 import time
 
 from proxy.protocol.closes import (CLIENT_STALLED, GOING_AWAY, HEARTBEAT_TIMEOUT, IDLE_TIMEOUT,
-                                   INTERNAL_ERROR, NORMAL, SESSION_TIME_LIMIT, TARGET_STALLED)
+                                   INTERNAL_ERROR, NORMAL, SESSION_TIME_LIMIT, TARGET_STALLED,
+                                   CloseCode)
 from proxy.protocol.stream import ClientStream
 from proxy.settings import Limits
 from proxy.transport.sockio import Outbox
@@ -52,7 +53,7 @@ class SessionTimers:
         self._client_stuck_since: float | None = None
 
     # Provided by the relay.
-    def _close_by_us(self, code: int, reason: str) -> None:
+    def _close_by_us(self, code: CloseCode, reason: str) -> None:
         raise NotImplementedError
 
     def _lose_client(self) -> None:
