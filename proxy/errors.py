@@ -1,8 +1,8 @@
 """The exceptions this package raises on purpose (STYLE.md §8.4).
 
 Rule: every error knows its response. A ``HandshakeError`` carries the HTTP status and
-reason to answer with, a ``ConfigError`` the usage-error message (exit 2), a
-``StartupError`` the exit status. OSError stays OSError and is a normal disconnect at the
+reason to answer with, a ``StartupError`` the exit status (usage errors are
+``proxy.process.cli``'s, exit 2). OSError stays OSError and is a normal disconnect at the
 relay boundary. This module imports nothing from the rest of the package.
 """
 
@@ -14,10 +14,6 @@ from http import HTTPStatus
 
 class ProxyError(Exception):
     """Base class for errors this package raises on purpose."""
-
-
-class ConfigError(ProxyError):
-    """Invalid command line or configuration; cli reports it as a usage error (exit 2)."""
 
 
 class StartupError(ProxyError):

@@ -289,7 +289,7 @@ def configure(settings: Settings, *, daemon: bool | None = None) -> None:
 
     Args:
         daemon: syslog facility ``daemon`` instead of ``user`` (spec §3.6); None reads
-            ``settings.daemon`` when ``Settings`` has it.
+            ``settings.daemon``.
     """
     root = logging.getLogger()
     for handler in list(root.handlers):
@@ -313,7 +313,7 @@ def configure(settings: Settings, *, daemon: bool | None = None) -> None:
     root.setLevel(logging.DEBUG if settings.logging.verbose else logging.INFO)
     if settings.logging.syslog:
         if daemon is None:
-            daemon = bool(getattr(settings, "daemon", False))
+            daemon = settings.daemon
         _add_syslog(root, settings.logging.syslog, settings.logging.legacy_syslog,
                     FACILITY_DAEMON if daemon else FACILITY_USER, formatter)
 

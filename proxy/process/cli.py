@@ -41,9 +41,6 @@ WRAP_MODES = ("exit", "ignore", "respawn")
 #: A --log-file that cannot be opened at startup (#15 Reliability 2 §3).
 LOG_FILE_ERROR = "{prog}: cannot open log file {path}: {cause}\n"
 
-#: Options parsed now whose feature lands with a later issue: refused, never ignored.
-NOT_IMPLEMENTED: dict[str, str] = {}
-
 
 class Parser(configargparse.ArgumentParser):  # type: ignore[misc]
     """ConfigArgParse with optparse's usage text, help layout and error format."""
@@ -352,7 +349,7 @@ def parse_cli(argv: Sequence[str]) -> Settings:
 
 
 def parse_args(argv: Sequence[str]) -> tuple[Settings, argparse.Namespace]:
-    """``parse_cli``, also returning the raw options (for those later issues implement)."""
+    """``parse_cli``, also returning the raw options (``--libserver`` is in no ``Settings``)."""
     parser = build_parser()
     args = list(argv)
     split = args.index("--") if "--" in args else len(args)
@@ -389,22 +386,9 @@ def _config_file(args: list[str]) -> str:
     return found
 
 
-def not_implemented(opts: argparse.Namespace, settings: Settings) -> str | None:
-    """The first option given whose feature has not landed yet, or None."""
-    defaults = build_parser().parse_known_args([], env_vars={}, config_file_contents="")[0]
-    for dest, name in NOT_IMPLEMENTED.items():
-        if getattr(opts, dest) != getattr(defaults, dest):
-            return name
-    return None
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     """Console-script entry point; returns the exit status."""
     settings, opts = parse_args(sys.argv[1:] if argv is None else argv)
-    missing = not_implemented(opts, settings)
-    if missing:
-        sys.stderr.write(f"{PROG}: not implemented yet: {missing}\n")
-        return 1
     try:
         logsetup.configure(settings)
     except OSError as exc:

@@ -38,7 +38,8 @@ LIMIT_REASONS = frozenset({MESSAGE_TOO_BIG, IDLE_TIMEOUT, SESSION_TIME_LIMIT, HE
 
 
 class CloseCode(enum.IntEnum):
-    """The RFC 6455 §7.4.1 close codes, like wsproto's ``CloseReason`` (issue #17 §2).
+    """The RFC 6455 §7.4.1 close codes this proxy sends or meets, like wsproto's
+    ``CloseReason`` (issue #17 §2); any other code a client sends stays a plain int.
 
     A member prints as its number everywhere, on every Python: ``str()`` and ``%s`` of an
     IntEnum member give ``CloseCode.NORMAL`` on 3.10 and ``1000`` on 3.11+, and log lines,
@@ -49,16 +50,10 @@ class CloseCode(enum.IntEnum):
     GOING_AWAY = 1001
     PROTOCOL_ERROR = 1002
     UNSUPPORTED_DATA = 1003
-    NO_STATUS = 1005
     ABNORMAL = 1006
     INVALID_DATA = 1007
-    POLICY_VIOLATION = 1008
     TOO_BIG = 1009
-    MANDATORY_EXTENSION = 1010
     INTERNAL_ERROR = 1011
-    SERVICE_RESTART = 1012
-    TRY_AGAIN_LATER = 1013
-    TLS_HANDSHAKE = 1015
 
     def __str__(self) -> str:
         return str(self.value)
@@ -78,8 +73,8 @@ INTERNAL_ERROR = CloseCode.INTERNAL_ERROR
 
 
 def close_code(code: int) -> CloseCode | int:
-    """``code`` as a ``CloseCode`` when RFC 6455 names it, else the plain number (3000-4999
-    are the application's; wsproto hands over its own ``CloseReason`` members)."""
+    """``code`` as a ``CloseCode`` when it is one, else the plain number (a client may send
+    any; wsproto hands over its own ``CloseReason`` members, which print as names on 3.10)."""
     try:
         return CloseCode(code)
     except ValueError:

@@ -258,10 +258,6 @@ class ClientStream:
             return (self._ws.send(TextMessage(data=text)),)
         return frame_header(_TEXT_FIN, len(data)), data
 
-    def send_data(self, data: bytes) -> bytes:
-        """``frame_data`` joined into one frame; b"" once the session is closing."""
-        return b"".join(self.frame_data(data))
-
     def ping(self) -> bytes:
         """An empty ping (``--heartbeat``, spec §5.4)."""
         if self._ws.state is not ConnectionState.OPEN:
