@@ -2,9 +2,9 @@
 
 Rule: every error knows its response. A ``RequestError`` (``HandshakeError``, the request
 deadline and size errors, ``TargetError``) carries the HTTP status and reason to answer
-with, like h11's ``error_status_hint``, so the handler maps all of them in one place
-(#17 §2); a ``ConfigError`` the usage-error message (exit 2), a
-``StartupError`` the exit status. OSError stays OSError and is a normal disconnect at the
+with, like h11's ``error_status_hint``, so the handler maps all of them in one place; a
+``StartupError`` the exit status (usage errors are ``proxy.process.cli``'s, exit 2).
+OSError stays OSError and is a normal disconnect at the
 relay boundary. This module imports nothing from the rest of the package.
 """
 
@@ -16,10 +16,6 @@ from http import HTTPStatus
 
 class ProxyError(Exception):
     """Base class for errors this package raises on purpose."""
-
-
-class ConfigError(ProxyError):
-    """Invalid command line or configuration; cli reports it as a usage error (exit 2)."""
 
 
 class StartupError(ProxyError):

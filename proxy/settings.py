@@ -2,6 +2,12 @@
 
 Pure: no I/O here. Nothing per-connection may live in ``Settings`` or on the server object
 (websockify stored token targets on its server, a race under threads; STYLE.md §8.1 rule 3).
+
+``Settings`` is built from flat keywords, one per option (``Settings(listen_host=...,
+target_port=5900)``, as embedding programs and ``proxy.process.configure`` do), and groups
+them into frozen parts for the code that needs one area (issue #17 §2): ``settings.limits``
+is what the relay is given, ``settings.tls`` what the TLS contexts are built from,
+``settings.logging`` what the log handlers are installed from.
 """
 
 from __future__ import annotations
@@ -71,6 +77,56 @@ class TextFrames(enum.Enum):
     ACCEPT = "accept"
     #: websockify's behaviour: close 1003 "Unsupported: Text frames are not supported".
     REJECT = "reject"
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Bounds of one relay (``settings.limits``); the defaults are the constants above."""
+
+    high_water: int = HIGH_WATER  # bytes per direction
+    recv_size: int = RECV_SIZE  # bytes per recv()
+    heartbeat: float = 0.0  # seconds between pings; 0 = off
+    close_timeout: float = CLOSE_TIMEOUT  # seconds to flush and exchange Close frames
+    idle_timeout: float = 0.0  # seconds without data either way before close 1000; 0 = off
+    session_time: float = 0.0  # seconds after the start before close 1001; 0 = off
+    heartbeat_timeout: float = 0.0  # seconds a ping may stay unanswered (1011); 0 = off
+    stall_timeout: float = STALL_TIMEOUT  # seconds a peer may accept nothing queued; 0 = off
+
+    @property
+    def ping_interval(self) -> float:
+        """``heartbeat``, or half the heartbeat timeout when only that is set; 0 = no pings."""
+        if self.heartbeat > 0:
+            return self.heartbeat
+        return self.heartbeat_timeout / 2
+
+
+@dataclass(frozen=True)
+class TlsSettings:
+    """The TLS options (``settings.tls``): field for field those of ``Settings``."""
+
+    cert: str | None = None
+    cert_required: bool = False
+    key: str | None = None
+    key_password: str | None = None
+    ssl_only: bool = False
+    ssl_version: str = "default"
+    ssl_ciphers: str | None = None
+    verify_client: bool = False
+    cafile: str | None = None
+    ssl_target: bool = False
+    ssl_target_cafile: str | None = None
+    ssl_target_no_verify: bool = False
+
+
+@dataclass(frozen=True)
+class LogSettings:
+    """Where and how the process logs (``settings.logging``): as in ``Settings``."""
+
+    verbose: bool = False
+    log_file: str | None = None
+    syslog: str | None = None
+    legacy_syslog: bool = False
+    log_format: str = "classic"
 
 
 @dataclass(frozen=True)
@@ -206,6 +262,27 @@ class Settings:
     response_headers: tuple[tuple[str, str], ...] = ()
     #: ``--workers``: processes serving the one listening socket (``proxy.process.workers``).
     workers: int = 1
+    # -- the parts (issue #17 §2), derived from the fields above in __post_init__ --
+    limits: Limits = field(init=False, repr=False, compare=False)
+    tls: TlsSettings = field(init=False, repr=False, compare=False)
+    logging: LogSettings = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        # Derived, not stored twice by the caller: flat keywords and dataclasses.replace()
+        # keep working, and a part can never disagree with the fields it comes from.
+        limits = Limits(self.high_water, self.recv_size, self.heartbeat, self.close_timeout,
+                        idle_timeout=self.conn_idle_timeout, session_time=self.max_session_time,
+                        heartbeat_timeout=self.heartbeat_timeout,
+                        stall_timeout=self.stall_timeout)
+        object.__setattr__(self, "limits", limits)
+        tls = TlsSettings(self.cert, self.cert_required, self.key, self.key_password,
+                          self.ssl_only, self.ssl_version, self.ssl_ciphers, self.verify_client,
+                          self.cafile, self.ssl_target, self.ssl_target_cafile,
+                          self.ssl_target_no_verify)
+        object.__setattr__(self, "tls", tls)
+        logs = LogSettings(self.verbose, self.log_file, self.syslog, self.legacy_syslog,
+                           self.log_format)
+        object.__setattr__(self, "logging", logs)
 
     @property
     def listen_display(self) -> str:

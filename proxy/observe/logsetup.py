@@ -289,7 +289,7 @@ def configure(settings: Settings, *, daemon: bool | None = None) -> None:
 
     Args:
         daemon: syslog facility ``daemon`` instead of ``user`` (spec §3.6); None reads
-            ``settings.daemon`` when ``Settings`` has it.
+            ``settings.daemon``.
     """
     root = logging.getLogger()
     for handler in list(root.handlers):
@@ -299,22 +299,22 @@ def configure(settings: Settings, *, daemon: bool | None = None) -> None:
     _installed.clear()
     # --log-format json: every line is JSON, the banner and errors too (issue #16).
     global _json_lines
-    _json_lines = settings.log_format == "json"
+    _json_lines = settings.logging.log_format == "json"
     formatter = jsonlog.JSONFormatter() if _json_lines else logging.Formatter(FORMAT)
     if _json_lines:
         jsonlog.route_stray_output()
     handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr)]
-    if settings.log_file:
-        handlers.append(ReopenableFileHandler(settings.log_file))
+    if settings.logging.log_file:
+        handlers.append(ReopenableFileHandler(settings.logging.log_file))
     for handler in handlers:
         handler.setFormatter(formatter)
         root.addHandler(handler)
         _installed.append(handler)
-    root.setLevel(logging.DEBUG if settings.verbose else logging.INFO)
-    if settings.syslog:
+    root.setLevel(logging.DEBUG if settings.logging.verbose else logging.INFO)
+    if settings.logging.syslog:
         if daemon is None:
-            daemon = bool(getattr(settings, "daemon", False))
-        _add_syslog(root, settings.syslog, settings.legacy_syslog,
+            daemon = settings.daemon
+        _add_syslog(root, settings.logging.syslog, settings.logging.legacy_syslog,
                     FACILITY_DAEMON if daemon else FACILITY_USER, formatter)
 
 

@@ -157,12 +157,6 @@ class Metrics:
         with self._lock:
             self._slot[_SESSIONS] += 1
 
-    @property
-    def open_sessions(self) -> int:
-        """Sessions open in this process."""
-        with self._lock:
-            return int(self._slot[_SESSIONS] - self._slot[_ENDED])
-
     def connection_finished(self, *, failure: str | None = None, status: int | None = None,
                             upgrade: bool = False, close_code: int | None = None) -> None:
         """Count one ended connection.

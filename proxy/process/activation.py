@@ -11,7 +11,6 @@ from collections.abc import Mapping
 
 #: The first passed file descriptor (sd_listen_fds(3)).
 LISTEN_FDS_START = 3
-VARIABLES = ("LISTEN_FDS", "LISTEN_PID", "LISTEN_FDNAMES")
 
 
 def listen_fds(env: Mapping[str, str], pid: int) -> list[int]:

@@ -41,9 +41,6 @@ WRAP_MODES = ("exit", "ignore", "respawn")
 #: A --log-file that cannot be opened at startup (#15 Reliability 2 §3).
 LOG_FILE_ERROR = "{prog}: cannot open log file {path}: {cause}\n"
 
-#: Options parsed now whose feature lands with a later issue: refused, never ignored.
-NOT_IMPLEMENTED: dict[str, str] = {}
-
 
 class Parser(configargparse.ArgumentParser):  # type: ignore[misc]
     """ConfigArgParse with optparse's usage text, help layout and error format."""
@@ -153,74 +150,94 @@ _TCHAR = frozenset("!#$%&'*+-.^_`|~0123456789"
                    "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
 
 
-def build_parser() -> Parser:
-    """Every websockify 0.13.0 option in its help order (spec §2.2), then ours."""
-    parser = Parser(prog=PROG, usage=USAGE, allow_abbrev=False, auto_env_var_prefix="WEBSOCKIFY_",
-                    add_env_var_help=False, add_config_file_help=False)
+#: An option without a value (optparse's ``store_true``).
+FLAG: dict[str, Any] = {"action": "store_true"}
+
+
+def _add_general(parser: Parser) -> None:
+    """websockify's first options: logging, recording, process life (spec §2.2)."""
     add = parser.add_argument
-    flag = {"action": "store_true"}
-    add("-v", "--verbose", help="verbose messages", **flag)
-    add("--traffic", help="per frame traffic", **flag)
+    add("-v", "--verbose", help="verbose messages", **FLAG)
+    add("--traffic", help="per frame traffic", **FLAG)
     add("--record", metavar="FILE", help="record sessions to FILE.[session_number]")
-    add("-D", "--daemon", help="become a daemon (background process)", **flag)
-    add("--run-once", help="handle a single WebSocket connection and exit", **flag)
+    add("-D", "--daemon", help="become a daemon (background process)", **FLAG)
+    add("--run-once", help="handle a single WebSocket connection and exit", **FLAG)
     add("--timeout", type=optparse_int, default=0,
         help="after TIMEOUT seconds exit when not connected")
     add("--idle-timeout", type=optparse_int, default=0,
         help="server exits after IDLE_TIMEOUT seconds if there are no active connections")
+
+
+def _add_tls(parser: Parser) -> None:
+    """websockify's TLS options (spec §2.2, §7.2)."""
+    add = parser.add_argument
     # No default here: configure uses self.pem and knows whether --cert was given (§3.2).
     add("--cert", help="SSL certificate file (default self.pem)")
     add("--key", help="SSL key file (if separate from cert)")
     add("--key-password", help="SSL key password")
-    add("--ssl-only", help="disallow non-encrypted client connections", **flag)
-    add("--ssl-target", help="connect to SSL target as SSL client", **flag)
-    add("--verify-client", help="require encrypted client to present a valid certificate", **flag)
+    add("--ssl-only", help="disallow non-encrypted client connections", **FLAG)
+    add("--ssl-target", help="connect to SSL target as SSL client", **FLAG)
+    add("--verify-client", help="require encrypted client to present a valid certificate", **FLAG)
     add("--cafile", metavar="FILE",
         help="file of concatenated certificates of authorities trusted for client certificates")
     add("--ssl-version", type=choice(*SSL_VERSIONS), default="default",
         help="minimum TLS version: " + ", ".join(SSL_VERSIONS))
     add("--ssl-ciphers", help="list of ciphers allowed for connection (OpenSSL syntax)")
+
+
+def _add_listen_and_web(parser: Parser) -> None:
+    """websockify's listening, web server and wrap options (spec §2.2)."""
+    add = parser.add_argument
     add("--unix-listen", metavar="FILE", help="listen on a unix socket instead of TCP")
     add("--unix-listen-mode", default="0600",
         help="permission bits of the --unix-listen socket file (octal, default 0600)")
     add("--unix-target", metavar="FILE", help="connect to a unix socket target")
-    add("--inetd", help="inetd mode, receive listening socket from stdin", **flag)
+    add("--inetd", help="inetd mode, receive listening socket from stdin", **FLAG)
     add("--web", metavar="DIR", help="run webserver on same port; serve files from DIR")
-    add("--web-auth", help="require authentication to access webserver", **flag)
+    add("--web-auth", help="require authentication to access webserver", **FLAG)
     add("--wrap-mode", type=choice(*WRAP_MODES), default="exit", metavar="MODE",
         help="action to take when the wrapped program exits or daemonizes: exit, ignore, respawn")
-    add("-6", "--prefer-ipv6", help="prefer IPv6 when resolving source_addr", **flag)
-    add("--libserver", **flag,
+    add("-6", "--prefer-ipv6", help="prefer IPv6 when resolving source_addr", **FLAG)
+    add("--libserver", **FLAG,
         help="accepted for compatibility and ignored (websockify's is broken)")
+
+
+def _add_targets_and_logs(parser: Parser) -> None:
+    """websockify's token, auth, heartbeat and log options, its last ones (spec §2.2)."""
+    add = parser.add_argument
     add("--target-config", metavar="FILE",
         help="configuration file containing valid targets (= --token-plugin TokenFile)")
     add("--token-plugin", metavar="CLASS", help="use a Python class to map tokens to targets")
     add("--token-source", metavar="ARG", help="an argument to be passed to the token plugin")
-    add("--host-token", help="use the Host header instead of ?token= as the token", **flag)
+    add("--host-token", help="use the Host header instead of ?token= as the token", **FLAG)
     add("--auth-plugin", metavar="CLASS", help="use a Python class to authenticate connections")
     add("--auth-source", metavar="ARG", help="an argument to be passed to the auth plugin")
     add("--heartbeat", type=optparse_int, default=0, metavar="INTERVAL",
         help="send a ping to the client every INTERVAL seconds")
     add("--log-file", metavar="FILE", help="file where logs will be saved")
     add("--syslog", metavar="SERVER", help="log to syslog server: host:port or a socket path")
-    add("--legacy-syslog", help="use the old syslog protocol instead of RFC 5424", **flag)
-    add("--file-only", help="use this to disable directory listings in the web server", **flag)
-    # Ours (not in websockify 0.13.0).
-    add("--silent-token-errors", **flag,
+    add("--legacy-syslog", help="use the old syslog protocol instead of RFC 5424", **FLAG)
+    add("--file-only", help="use this to disable directory listings in the web server", **FLAG)
+
+
+def _add_ours_requests(parser: Parser) -> None:
+    """Ours (not in websockify 0.13.0): tokens, client address, traffic, TLS to the target, web."""
+    add = parser.add_argument
+    add("--silent-token-errors", **FLAG,
         help="on a missing or unknown token close without an HTTP answer, as websockify "
              "does (default: 400 or 404)")
     add("--token-from", type=token_from_type, metavar="SOURCE",
         help="where the token is: query (?token=, default), path (last path segment), "
              "cookie:NAME or header:NAME")
-    add("--connect-before-upgrade", **flag,
+    add("--connect-before-upgrade", **FLAG,
         help="resolve the token and connect the target before answering 101 "
              "(unreachable: 502, timeout: 504)")
     add("--trusted-proxy", type=trusted_type, metavar="ADDR[,ADDR|CIDR]",
         help="take the client address for logs from X-Forwarded-For/Forwarded when the "
              "peer is one of these proxies")
-    add("--target-proxy-protocol", **flag,
+    add("--target-proxy-protocol", **FLAG,
         help="send a PROXY protocol v1 header with the client address to the target")
-    add("--traffic-dump", **flag,
+    add("--traffic-dump", **FLAG,
         help="log a hex+ASCII dump of what each read carried (direction, connection, size)")
     add("--traffic-dump-bytes", type=optparse_int, default=64, metavar="N",
         help="bytes shown per --traffic-dump entry (default 64)")
@@ -229,22 +246,26 @@ def build_parser() -> Parser:
              "reject: close 1003 as websockify does")
     add("--ssl-target-cafile", metavar="FILE",
         help="with --ssl-target: trust only the CA certificates in FILE for the target")
-    add("--ssl-target-no-verify", **flag,
+    add("--ssl-target-no-verify", **FLAG,
         help="with --ssl-target: do not verify the target's certificate (lab use only)")
-    add("--diagnostics", **flag,
+    add("--diagnostics", **FLAG,
         help="serve a live diagnostics page and the JavaScript client library at "
              "/websockify/ (see --diagnostics-path)")
     add("--diagnostics-path", metavar="PATH",
         help="URL path of the --diagnostics page (default /websockify/)")
-    add("--web-follow-symlinks", **flag,
+    add("--web-follow-symlinks", **FLAG,
         help="with --web: serve symlinks that lead out of DIR, as websockify does "
              "(default: only those resolving inside DIR)")
-    # Limits and timeouts (issue 9, docs/reliability.rst).
+
+
+def _add_limits(parser: Parser) -> None:
+    """Limits and timeouts (issue 9, docs/reliability.rst)."""
+    add = parser.add_argument
     add("--reply-frames", type=choice(*(m.value for m in ReplyFrames)), default="binary",
         metavar="TYPE",
         help="frame type of the target's data: binary (default, as websockify), text, or "
              "mirror (the type of the client's last message)")
-    add("--compression", **flag,
+    add("--compression", **FLAG,
         help="accept permessage-deflate when the client offers it (RFC 7692)")
     add("--max-message-size", type=positive_int, default=MAX_MESSAGE_SIZE, metavar="BYTES",
         help=f"close 1009 on a client message larger than this (default {MAX_MESSAGE_SIZE})")
@@ -269,7 +290,11 @@ def build_parser() -> Parser:
         help=f"deadline for connecting to the target (default {CONNECT_TIMEOUT:g})")
     add("--max-request-head", type=positive_int, default=MAX_REQUEST_HEAD, metavar="BYTES",
         help=f"answer 431 to a request line plus headers over BYTES (default {MAX_REQUEST_HEAD})")
-    # Operations (issue 10; docs/operations.rst).
+
+
+def _add_operations(parser: Parser) -> None:
+    """Operations (issue 10; docs/operations.rst)."""
+    add = parser.add_argument
     add("--pid-file", metavar="FILE", help="write the process id to FILE (removed at exit)")
     add("--listen-fd", type=optparse_int, metavar="FD",
         help="serve the listening socket inherited as FD (set by systemd socket "
@@ -292,6 +317,20 @@ def build_parser() -> Parser:
     add("--workers", type=optparse_int, default=1, metavar="N",
         help="serve with N processes sharing the listening socket, each with its own "
              "threads (default 1; docs/scaling.rst)")
+
+
+def build_parser() -> Parser:
+    """Every websockify 0.13.0 option in its help order (spec §2.2), then ours."""
+    parser = Parser(prog=PROG, usage=USAGE, allow_abbrev=False, auto_env_var_prefix="WEBSOCKIFY_",
+                    add_env_var_help=False, add_config_file_help=False)
+    _add_general(parser)
+    _add_tls(parser)
+    _add_listen_and_web(parser)
+    _add_targets_and_logs(parser)
+    _add_ours_requests(parser)
+    _add_limits(parser)
+    _add_operations(parser)
+    add = parser.add_argument
     add("-c", "--config", is_config_file=True, metavar="FILE",
         help="read options from FILE (long option names, `name = value` lines)")
     add("--version", action="version", version=f"%(prog)s (websockify-threaded) {__version__}")
@@ -310,7 +349,7 @@ def parse_cli(argv: Sequence[str]) -> Settings:
 
 
 def parse_args(argv: Sequence[str]) -> tuple[Settings, argparse.Namespace]:
-    """``parse_cli``, also returning the raw options (for those later issues implement)."""
+    """``parse_cli``, also returning the raw options (``--libserver`` is in no ``Settings``)."""
     parser = build_parser()
     args = list(argv)
     split = args.index("--") if "--" in args else len(args)
@@ -347,22 +386,9 @@ def _config_file(args: list[str]) -> str:
     return found
 
 
-def not_implemented(opts: argparse.Namespace, settings: Settings) -> str | None:
-    """The first option given whose feature has not landed yet, or None."""
-    defaults = build_parser().parse_known_args([], env_vars={}, config_file_contents="")[0]
-    for dest, name in NOT_IMPLEMENTED.items():
-        if getattr(opts, dest) != getattr(defaults, dest):
-            return name
-    return None
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     """Console-script entry point; returns the exit status."""
     settings, opts = parse_args(sys.argv[1:] if argv is None else argv)
-    missing = not_implemented(opts, settings)
-    if missing:
-        sys.stderr.write(f"{PROG}: not implemented yet: {missing}\n")
-        return 1
     try:
         logsetup.configure(settings)
     except OSError as exc:

@@ -159,6 +159,8 @@ def _limits(opts: argparse.Namespace, error: Error) -> dict[str, Any]:
         if getattr(opts, name) < 0:
             error(f"--{name.replace('_', '-')} must not be negative")
     return {
+        "text_frames": TextFrames(opts.text_frames),
+        "heartbeat": float(opts.heartbeat),
         "reply_frames": ReplyFrames(opts.reply_frames),
         "compression": opts.compression,
         "max_message_size": opts.max_message_size,
@@ -190,59 +192,92 @@ def settings_from(opts: argparse.Namespace, args: list[str], wrap: bool,
     mode = parse_unix_mode(opts, error) if opts.unix_listen else 0o600
     pos = parse_positionals(opts, args, wrap, error)
     return Settings(
-        listen_host=pos.listen_host,
-        listen_port=pos.listen_port,
-        unix_listen=_absolute(opts.unix_listen),
-        unix_listen_mode=mode,
-        inetd=opts.inetd,
-        target_host=pos.target_host,
-        target_port=pos.target_port,
-        unix_target=_absolute(opts.unix_target),
-        wrap_cmd=pos.wrap_cmd,
-        token_plugin=opts.token_plugin,
-        token_source=opts.token_source,
-        host_token=opts.host_token,
-        silent_token_errors=opts.silent_token_errors,
-        token_from=opts.token_from or "query",
-        connect_before_upgrade=opts.connect_before_upgrade,
-        trusted_proxies=opts.trusted_proxy or (),
-        target_proxy_protocol=opts.target_proxy_protocol,
-        auth_plugin=opts.auth_plugin,
-        auth_source=opts.auth_source,
-        web=_absolute(opts.web),
-        web_auth=opts.web_auth,
-        file_only=opts.file_only,
-        web_follow_symlinks=opts.web_follow_symlinks,
-        diagnostics_path=_diagnostics_path(opts),
-        # None means the default self.pem, which may be absent (spec §3.2).
-        cert=os.path.abspath(opts.cert or DEFAULT_CERT),
-        cert_required=opts.cert is not None or opts.key is not None,
-        key=_absolute(opts.key),
-        key_password=opts.key_password,
-        ssl_only=opts.ssl_only,
-        ssl_version=opts.ssl_version,
-        ssl_ciphers=opts.ssl_ciphers,
-        verify_client=opts.verify_client,
-        cafile=_absolute(opts.cafile),
-        ssl_target=opts.ssl_target,
-        ssl_target_cafile=_absolute(opts.ssl_target_cafile),
-        ssl_target_no_verify=opts.ssl_target_no_verify,
-        verbose=opts.verbose,
-        prefer_ipv6=opts.prefer_ipv6,
-        text_frames=TextFrames(opts.text_frames),
-        heartbeat=float(opts.heartbeat),
-        traffic=opts.traffic,
-        traffic_dump=opts.traffic_dump_bytes if opts.traffic_dump else 0,
-        record=_absolute(opts.record),
-        log_file=_absolute(opts.log_file),
-        syslog=_syslog_address(opts.syslog),
-        legacy_syslog=opts.legacy_syslog,
+        **_listening(opts, pos, mode),
+        **_tokens(opts),
+        **_web(opts),
+        **_tls(opts),
+        **_logging(opts),
         run_once=opts.run_once,
         timeout=float(opts.timeout),
         idle_timeout=float(opts.idle_timeout),
         **_limits(opts, error),
         **_operations(opts, pos.wrap_cmd, error),
     )
+
+
+def _listening(opts: argparse.Namespace, pos: Positionals, mode: int) -> dict[str, Any]:
+    """Where to listen and the configured target (spec §2.3)."""
+    return {
+        "listen_host": pos.listen_host,
+        "listen_port": pos.listen_port,
+        "unix_listen": _absolute(opts.unix_listen),
+        "unix_listen_mode": mode,
+        "inetd": opts.inetd,
+        "target_host": pos.target_host,
+        "target_port": pos.target_port,
+        "unix_target": _absolute(opts.unix_target),
+        "wrap_cmd": pos.wrap_cmd,
+        "prefer_ipv6": opts.prefer_ipv6,
+        "target_proxy_protocol": opts.target_proxy_protocol,
+    }
+
+
+def _tokens(opts: argparse.Namespace) -> dict[str, Any]:
+    """Token and auth plugins and where the client address comes from (spec §8)."""
+    return {
+        "token_plugin": opts.token_plugin,
+        "token_source": opts.token_source,
+        "host_token": opts.host_token,
+        "silent_token_errors": opts.silent_token_errors,
+        "token_from": opts.token_from or "query",
+        "connect_before_upgrade": opts.connect_before_upgrade,
+        "trusted_proxies": opts.trusted_proxy or (),
+        "auth_plugin": opts.auth_plugin,
+        "auth_source": opts.auth_source,
+    }
+
+
+def _web(opts: argparse.Namespace) -> dict[str, Any]:
+    """``--web`` and the built-in pages (spec §4.5)."""
+    return {
+        "web": _absolute(opts.web),
+        "web_auth": opts.web_auth,
+        "file_only": opts.file_only,
+        "web_follow_symlinks": opts.web_follow_symlinks,
+        "diagnostics_path": _diagnostics_path(opts),
+    }
+
+
+def _tls(opts: argparse.Namespace) -> dict[str, Any]:
+    """The fields of ``Settings.tls`` (spec §7.2, §7.6)."""
+    return {
+        # None means the default self.pem, which may be absent (spec §3.2).
+        "cert": os.path.abspath(opts.cert or DEFAULT_CERT),
+        "cert_required": opts.cert is not None or opts.key is not None,
+        "key": _absolute(opts.key),
+        "key_password": opts.key_password,
+        "ssl_only": opts.ssl_only,
+        "ssl_version": opts.ssl_version,
+        "ssl_ciphers": opts.ssl_ciphers,
+        "verify_client": opts.verify_client,
+        "cafile": _absolute(opts.cafile),
+        "ssl_target": opts.ssl_target,
+        "ssl_target_cafile": _absolute(opts.ssl_target_cafile),
+        "ssl_target_no_verify": opts.ssl_target_no_verify,
+    }
+
+
+def _logging(opts: argparse.Namespace) -> dict[str, Any]:
+    """Logs and what is written about the traffic (spec §3)."""
+    return {
+        "verbose": opts.verbose,
+        "log_file": _absolute(opts.log_file),
+        "syslog": _syslog_address(opts.syslog),
+        "legacy_syslog": opts.legacy_syslog,
+        "traffic": opts.traffic,
+        "traffic_dump": opts.traffic_dump_bytes if opts.traffic_dump else 0,
+        "record": _absolute(opts.record),
+    }
 
 
 def _operations(opts: argparse.Namespace, wrap_cmd: tuple[str, ...],

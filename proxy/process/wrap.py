@@ -33,7 +33,6 @@ from proxy.errors import StartupError
 
 log = logging.getLogger("proxy.wrap")
 
-MODES = ("exit", "ignore", "respawn")
 SHIM_SOURCE = "rebind.c"
 #: websockify's respawn throttle: the mean of the last three start times (spec §7.9).
 RESPAWN_WINDOW = 10.0  # seconds

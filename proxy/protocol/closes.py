@@ -6,6 +6,7 @@ and nowhere else; tests assert them byte for byte.
 
 from __future__ import annotations
 
+import enum
 import re
 from dataclasses import dataclass
 
@@ -35,14 +36,50 @@ CLIENT_STALLED = "Client stopped reading"
 LIMIT_REASONS = frozenset({MESSAGE_TOO_BIG, IDLE_TIMEOUT, SESSION_TIME_LIMIT, HEARTBEAT_TIMEOUT,
                            TARGET_STALLED, CLIENT_STALLED})
 
-NORMAL = 1000
-GOING_AWAY = 1001
-PROTOCOL_ERROR = 1002
-UNSUPPORTED_DATA = 1003
-ABNORMAL = 1006
-INVALID_DATA = 1007
-TOO_BIG = 1009
-INTERNAL_ERROR = 1011
+
+class CloseCode(enum.IntEnum):
+    """The RFC 6455 §7.4.1 close codes this proxy sends or meets, like wsproto's
+    ``CloseReason`` (issue #17 §2); any other code a client sends stays a plain int.
+
+    A member prints as its number everywhere, on every Python: ``str()`` and ``%s`` of an
+    IntEnum member give ``CloseCode.NORMAL`` on 3.10 and ``1000`` on 3.11+, and log lines,
+    JSON records and metric labels carry the number.
+    """
+
+    NORMAL = 1000
+    GOING_AWAY = 1001
+    PROTOCOL_ERROR = 1002
+    UNSUPPORTED_DATA = 1003
+    ABNORMAL = 1006
+    INVALID_DATA = 1007
+    TOO_BIG = 1009
+    INTERNAL_ERROR = 1011
+
+    def __str__(self) -> str:
+        return str(self.value)
+
+    def __format__(self, spec: str) -> str:
+        return format(self.value, spec)
+
+
+NORMAL = CloseCode.NORMAL
+GOING_AWAY = CloseCode.GOING_AWAY
+PROTOCOL_ERROR = CloseCode.PROTOCOL_ERROR
+UNSUPPORTED_DATA = CloseCode.UNSUPPORTED_DATA
+ABNORMAL = CloseCode.ABNORMAL
+INVALID_DATA = CloseCode.INVALID_DATA
+TOO_BIG = CloseCode.TOO_BIG
+INTERNAL_ERROR = CloseCode.INTERNAL_ERROR
+
+
+def close_code(code: int) -> CloseCode | int:
+    """``code`` as a ``CloseCode`` when it is one, else the plain number (a client may send
+    any; wsproto hands over its own ``CloseReason`` members, which print as names on 3.10)."""
+    try:
+        return CloseCode(code)
+    except ValueError:
+        return int(code)
+
 
 _INVALID_OPCODE = re.compile(r"Invalid opcode (0x[0-9a-fA-F]+)")
 
@@ -51,12 +88,17 @@ _INVALID_OPCODE = re.compile(r"Invalid opcode (0x[0-9a-fA-F]+)")
 class CloseInfo:
     """How a session ended: the close code and reason, and who started the close."""
 
-    code: int
+    #: A ``CloseCode``, or a number RFC 6455 leaves to applications (any, as the client sent it).
+    code: CloseCode | int
     reason: str
     by_client: bool
 
+    def __post_init__(self) -> None:
+        # wsproto's CloseReason members print as names on Python 3.10: ours print numbers.
+        object.__setattr__(self, "code", close_code(self.code))
 
-def protocol_error(code: int, reason: str) -> tuple[int, str]:
+
+def protocol_error(code: int, reason: str) -> tuple[CloseCode | int, str]:
     """Map a wsproto parse failure to the RFC code and websockify's text where it has one.
 
     RFC 6455 codes win over websockify's (it answers some violations with 1003, §13.3);
@@ -81,4 +123,4 @@ def protocol_error(code: int, reason: str) -> tuple[int, str]:
     match = _INVALID_OPCODE.fullmatch(reason)
     if match:
         return PROTOCOL_ERROR, UNKNOWN_OPCODE % int(match.group(1), 16)
-    return code, reason
+    return close_code(code), reason

@@ -24,7 +24,7 @@ from wsproto.connection import ConnectionState
 from wsproto.events import BytesMessage, CloseConnection, Event, Ping, Pong, TextMessage
 
 from proxy.protocol.closes import (INVALID_BASE64, INVALID_DATA, MESSAGE_TOO_BIG, TEXT_UNSUPPORTED,
-                                   TOO_BIG, UNSUPPORTED_DATA, CloseInfo, protocol_error)
+                                   TOO_BIG, UNSUPPORTED_DATA, CloseCode, CloseInfo, protocol_error)
 from proxy.settings import HIGH_WATER, RECV_SIZE, ReplyFrames, TextFrames
 
 #: Largest piece of a data frame held back to reach the target in one write.
@@ -258,17 +258,13 @@ class ClientStream:
             return (self._ws.send(TextMessage(data=text)),)
         return frame_header(_TEXT_FIN, len(data)), data
 
-    def send_data(self, data: bytes) -> bytes:
-        """``frame_data`` joined into one frame; b"" once the session is closing."""
-        return b"".join(self.frame_data(data))
-
     def ping(self) -> bytes:
         """An empty ping (``--heartbeat``, spec §5.4)."""
         if self._ws.state is not ConnectionState.OPEN:
             return b""
         return self._ws.send(Ping())
 
-    def close(self, code: int, reason: str) -> bytes:
+    def close(self, code: CloseCode | int, reason: str) -> bytes:
         """Start closing from our side; a no-op when a close is already under way."""
         if self._ws.state is not ConnectionState.OPEN:
             return b""

@@ -29,7 +29,7 @@ from proxy.protocol.closes import (CLIENT_STALLED, CONNECT_FAILED, INTERNAL_ERRO
                                    RECORDING_FAILED, TARGET_CLOSED, TARGET_STALLED, CloseInfo)
 from proxy.protocol.stream import ClientStream
 from proxy.transport.httpio import RequestReader, SocketWriter
-from proxy.transport.relay import Limits, Relay, close_session
+from proxy.transport.relay import Relay, close_session
 from proxy.observe.requestlog import RequestLog, log
 from proxy.settings import DEFAULT_CERT, Target
 from proxy.transport.targets import dial, tune_tcp
@@ -316,9 +316,6 @@ class ProxyRequestHandler(RequestLog, BaseHTTPRequestHandler):
                sock: socket.socket | None = None) -> None:
         """Connect the target after the 101 (spec §4.3 step 5) and relay until closed."""
         s = self.settings
-        limits = Limits(s.high_water, s.recv_size, s.heartbeat, s.close_timeout,
-                        s.conn_idle_timeout, s.max_session_time, s.heartbeat_timeout,
-                        s.stall_timeout)
         # --traffic/--traffic-dump/--record; None when all are off. websockify opens the
         # recording before connecting (spec §3.3 line order) and ends it with 'EOF'];
         # even when the connect fails (§7.4).
@@ -330,7 +327,7 @@ class ProxyRequestHandler(RequestLog, BaseHTTPRequestHandler):
             # closes 1011, as for a connect failure (the path stays out of the reason).
             log.info("handler exception: %s", exc)
             self.session.failure, self.session.close_code = "record", INTERNAL_ERROR
-            close_session(self.request, stream, INTERNAL_ERROR, RECORDING_FAILED, limits)
+            close_session(self.request, stream, INTERNAL_ERROR, RECORDING_FAILED, s.limits)
             if sock is not None:
                 _close(sock)
             return
@@ -341,9 +338,9 @@ class ProxyRequestHandler(RequestLog, BaseHTTPRequestHandler):
                 # websockify prints "None:None" for a Unix target here; we print its path.
                 self.log_message("Failed to connect to %s: %s", target.display, exc)
                 self.session.failure, self.session.close_code = "target", INTERNAL_ERROR
-                close_session(self.request, stream, INTERNAL_ERROR, CONNECT_FAILED, limits)
+                close_session(self.request, stream, INTERNAL_ERROR, CONNECT_FAILED, s.limits)
                 return
-            relay = Relay(self.request, sock, stream, limits, self.context.stop_signal,
+            relay = Relay(self.request, sock, stream, s.limits, self.context.stop_signal,
                           tap=tap)
             self.session.relay = relay
             self.context.metrics.relay_started(relay)

@@ -35,8 +35,6 @@ from proxy.settings import Settings
 DIAGNOSTICS_PATH = "/websockify/"
 #: Reason phrase of a missing file (http.server's, spec §4.5).
 FILE_NOT_FOUND = "File not found"
-#: A listing under ``--file-only``: websockify's ``send_error(404)``, http.server's phrase (§4.5).
-LISTING_REFUSED = "Not Found"
 #: Files under ``proxy/serve/static`` served below the diagnostics path; "" is the page itself.
 BUILTIN_FILES = {
     "": "diagnostics.html",

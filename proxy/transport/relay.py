@@ -29,9 +29,10 @@ import time
 from typing import Protocol
 
 from proxy.protocol.closes import (ABNORMAL, GOING_AWAY, LIMIT_REASONS, NORMAL, SHUTTING_DOWN,
-                                   TARGET_CLOSED, CloseInfo)
+                                   TARGET_CLOSED, CloseCode, CloseInfo)
 from proxy.protocol.stream import ClientStream, Output
-from proxy.transport.relaytimers import CLIENT_LEFT, TARGET_LEFT, UNDELIVERED, Limits, SessionTimers
+from proxy.settings import Limits
+from proxy.transport.relaytimers import CLIENT_LEFT, TARGET_LEFT, UNDELIVERED, SessionTimers
 from proxy.transport.sockio import (GONE, PEER_SHUT, READ, WRITE, Outbox, Poller, StopSignal,
                                     recv_some)
 
@@ -393,13 +394,13 @@ class Relay(SessionTimers):
                 mask |= WRITE
             self._poller.set(self.target, mask)
 
-    def _close_by_us(self, code: int, reason: str) -> None:
+    def _close_by_us(self, code: CloseCode, reason: str) -> None:
         self.to_client.append(self.stream.close(code, reason))
         self._note_closing()
 
 
 def close_session(
-    client: socket.socket, stream: ClientStream, code: int, reason: str, limits: Limits
+    client: socket.socket, stream: ClientStream, code: CloseCode, reason: str, limits: Limits
 ) -> None:
     """Close a session that has no target (connect failed) and wait for the client's Close.
 

@@ -15,39 +15,18 @@ when one passes (close frames, dropping a side) are the relay's own methods.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
 
 from proxy.protocol.closes import (CLIENT_STALLED, GOING_AWAY, HEARTBEAT_TIMEOUT, IDLE_TIMEOUT,
-                                   INTERNAL_ERROR, NORMAL, SESSION_TIME_LIMIT, TARGET_STALLED)
+                                   INTERNAL_ERROR, NORMAL, SESSION_TIME_LIMIT, TARGET_STALLED,
+                                   CloseCode)
 from proxy.protocol.stream import ClientStream
-from proxy.settings import CLOSE_TIMEOUT, HIGH_WATER, RECV_SIZE, STALL_TIMEOUT
+from proxy.settings import Limits
 from proxy.transport.sockio import Outbox
 
 #: Why a session was reaped (issue #15); the handler logs it.
 CLIENT_LEFT = "client left while the target was not reading"
 TARGET_LEFT = "target left while the client was not reading"
 UNDELIVERED = "close timeout with %d bytes not taken by the %s"
-
-
-@dataclass(frozen=True)
-class Limits:
-    """Bounds of one relay; see ``proxy.settings`` for the defaults and their reasons."""
-
-    high_water: int = HIGH_WATER  # bytes per direction
-    recv_size: int = RECV_SIZE  # bytes per recv()
-    heartbeat: float = 0.0  # seconds between pings; 0 = off
-    close_timeout: float = CLOSE_TIMEOUT  # seconds to flush and exchange Close frames
-    idle_timeout: float = 0.0  # seconds without data either way before close 1000; 0 = off
-    session_time: float = 0.0  # seconds after the start before close 1001; 0 = off
-    heartbeat_timeout: float = 0.0  # seconds a ping may stay unanswered (1011); 0 = off
-    stall_timeout: float = STALL_TIMEOUT  # seconds a peer may accept nothing queued; 0 = off
-
-    @property
-    def ping_interval(self) -> float:
-        """``heartbeat``, or half the heartbeat timeout when only that is set; 0 = no pings."""
-        if self.heartbeat > 0:
-            return self.heartbeat
-        return self.heartbeat_timeout / 2
 
 
 class SessionTimers:
@@ -74,7 +53,7 @@ class SessionTimers:
         self._client_stuck_since: float | None = None
 
     # Provided by the relay.
-    def _close_by_us(self, code: int, reason: str) -> None:
+    def _close_by_us(self, code: CloseCode, reason: str) -> None:
         raise NotImplementedError
 
     def _lose_client(self) -> None:

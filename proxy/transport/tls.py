@@ -178,13 +178,13 @@ def _has_certificate(path: str) -> bool:
 
 
 def _load_chain(context: ssl.SSLContext, settings: Settings, cert: str) -> None:
-    key = settings.key or cert
+    key = settings.tls.key or cert
     _check_readable(cert, "certificate")
-    if settings.key:
-        _check_readable(settings.key, "key")
-    password = settings.key_password
+    if settings.tls.key:
+        _check_readable(settings.tls.key, "key")
+    password = settings.tls.key_password
     try:
-        context.load_cert_chain(cert, settings.key, password if password is not None
+        context.load_cert_chain(cert, settings.tls.key, password if password is not None
                                 else _no_password)
     except _PasswordNeeded:
         raise StartupError(f"the private key in '{key}' is encrypted: give --key-password")
@@ -206,21 +206,21 @@ def build_server_context(settings: Settings) -> ssl.SSLContext | None:
         StartupError: an explicit ``--cert``/``--key`` cannot be read or parsed, the key
             password is wrong or missing, or ``--cafile``/``--ssl-ciphers`` is unusable.
     """
-    cert = settings.cert
-    if cert is None or (not settings.cert_required and not os.path.exists(cert)):
+    cert = settings.tls.cert
+    if cert is None or (not settings.tls.cert_required and not os.path.exists(cert)):
         return None
     try:
-        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH, cafile=settings.cafile)
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH, cafile=settings.tls.cafile)
     except (OSError, ValueError) as exc:
-        raise StartupError(f"cannot load --cafile '{settings.cafile}': {exc}") from exc
-    context.minimum_version = MINIMUM_VERSIONS[settings.ssl_version]
+        raise StartupError(f"cannot load --cafile '{settings.tls.cafile}': {exc}") from exc
+    context.minimum_version = MINIMUM_VERSIONS[settings.tls.ssl_version]
     _load_chain(context, settings, cert)
-    if settings.ssl_ciphers:
+    if settings.tls.ssl_ciphers:
         try:
-            context.set_ciphers(settings.ssl_ciphers)
+            context.set_ciphers(settings.tls.ssl_ciphers)
         except ssl.SSLError as exc:
-            raise StartupError(f"--ssl-ciphers '{settings.ssl_ciphers}': {exc}") from exc
-    if settings.verify_client:
+            raise StartupError(f"--ssl-ciphers '{settings.tls.ssl_ciphers}': {exc}") from exc
+    if settings.tls.verify_client:
         # websockify: CERT_REQUIRED against --cafile or the system CAs (spec §7.3).
         context.verify_mode = ssl.CERT_REQUIRED
     return context
@@ -254,7 +254,7 @@ class ServerTLS:
             if context is None:
                 if self.context is not None:
                     log.warning("TLS certificate not reloaded, keeping the previous one: "
-                                "'%s' not found", self.settings.cert)
+                                "'%s' not found", self.settings.tls.cert)
                 return False
             self.context = context
             return True  # the caller logs one line for the whole reload (#16)
@@ -272,15 +272,15 @@ def build_target_context(settings: Settings) -> ssl.SSLContext | None:
     Raises:
         StartupError: ``--ssl-target-cafile`` cannot be read or holds no certificate.
     """
-    if not settings.ssl_target:
+    if not settings.tls.ssl_target:
         return None
-    if settings.ssl_target_no_verify:
+    if settings.tls.ssl_target_no_verify:
         context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
         context.check_hostname = False
         context.verify_mode = ssl.CERT_NONE
         return context
     try:
-        return ssl.create_default_context(cafile=settings.ssl_target_cafile)
+        return ssl.create_default_context(cafile=settings.tls.ssl_target_cafile)
     except (OSError, ValueError) as exc:
         raise StartupError(
-            f"cannot load --ssl-target-cafile '{settings.ssl_target_cafile}': {exc}") from exc
+            f"cannot load --ssl-target-cafile '{settings.tls.ssl_target_cafile}': {exc}") from exc

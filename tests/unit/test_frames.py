@@ -178,7 +178,7 @@ def test_base64_mode_decodes_client_text_and_encodes_target_data() -> None:
     stream = ClientStream(server, mode=DataMode.BASE64, text_frames=TextFrames.REJECT)
     out = stream.receive(client.send(Message(data=base64.b64encode(b"\x00\xffhi").decode())))
     assert bytes(out.to_target) == b"\x00\xffhi"
-    events = client_events(client, stream.send_data(b"\x01\x02"))
+    events = client_events(client, b"".join(stream.frame_data(b"\x01\x02")))
     assert events == [TextMessage(data="AQI=", frame_finished=True, message_finished=True)]
 
 
@@ -213,11 +213,11 @@ def test_base64_data_after_padding_in_one_message_closes_1007() -> None:
 def test_target_data_is_one_binary_frame_and_dropped_after_close() -> None:
     client, server = open_pair()
     stream = ClientStream(server)
-    events = client_events(client, stream.send_data(b"abc"))
+    events = client_events(client, b"".join(stream.frame_data(b"abc")))
     assert events == [BytesMessage(data=b"abc", frame_finished=True, message_finished=True)]
     closing = stream.close(1000, "Target closed")
     assert close_of(client, closing) == (1000, "Target closed")
-    assert stream.send_data(b"more") == b""
+    assert b"".join(stream.frame_data(b"more")) == b""
     assert stream.ping() == b""
     assert stream.close(1011, "again") == b""
     assert stream.close_info is not None and stream.close_info.reason == "Target closed"
