@@ -145,7 +145,7 @@ class Supervisor:
         Args:
             on_hup: the parent's own SIGHUP work, after forwarding it (None: keep the
                 default action, which ends the parent and so, by PR_SET_PDEATHSIG, the
-                workers: a hangup of the terminal, proxy.process.runner.hangup_ends_process).
+                workers: a hangup of the terminal, proxy.process.reload.hangup_ends_process).
         """
         previous = {sig: signal.signal(sig, self._on_stop)
                     for sig in (signal.SIGTERM, signal.SIGINT)}

@@ -12,13 +12,10 @@ What one session holds is bounded whatever the peers send (issue #15,
 docs/reliability.rst): the two buffers, one read per direction, and a compressed backlog
 of at most one read (``ClientStream.receive``).
 
-Every session can end (issue #15). A side that is not read because the other side's
-buffer is full stays registered: for POLLRDHUP (its FIN, seen without reading the data
-queued before it) and for POLLHUP/POLLERR (a reset). ``selectors`` can express neither
-an empty mask nor POLLRDHUP, hence ``select.poll`` through ``sockio.Poller`` (still one
-loop per connection). A peer that resets is dropped at once; one that sent its FIN gets
-the close timeout for the stalled side to drain before the session is reaped. A peer that
-is there but accepts no byte for ``--stall-timeout`` ends the session too.
+Every session can end (issue #15): a side not read because of backpressure stays
+registered for POLLRDHUP (its FIN) and POLLHUP/POLLERR (a reset). ``selectors`` can
+express neither an empty mask nor POLLRDHUP, hence ``select.poll`` (``sockio.Poller``),
+still one loop per connection; ``relaytimers`` decides when such a session is reaped.
 """
 
 from __future__ import annotations
@@ -28,11 +25,11 @@ import ssl
 import time
 from typing import Protocol
 
-from proxy.protocol.closes import (ABNORMAL, GOING_AWAY, LIMIT_REASONS, NORMAL, SHUTTING_DOWN,
-                                   TARGET_CLOSED, CloseCode, CloseInfo)
+from proxy.protocol.closes import (ABNORMAL, GOING_AWAY, NORMAL, SHUTTING_DOWN, TARGET_CLOSED,
+                                   CloseCode, CloseInfo)
 from proxy.protocol.stream import ClientStream, Output
 from proxy.settings import Limits
-from proxy.transport.relaytimers import CLIENT_LEFT, TARGET_LEFT, UNDELIVERED, SessionTimers
+from proxy.transport.relaytimers import CLIENT_LEFT, TARGET_LEFT, SessionTimers
 from proxy.transport.sockio import (GONE, PEER_SHUT, READ, WRITE, Outbox, Poller, StopSignal,
                                     recv_some)
 
@@ -49,11 +46,8 @@ SHUTDOWN_CLOSE_TIMEOUT = 1.0  # seconds
 
 
 class Tap(Protocol):
-    """Watches a relay's data (``--traffic``, ``--traffic-dump``, ``--record``).
-
-    Called in the relay's thread, only when one is configured: without a tap the relay
-    pays one ``is None`` test per event (issue #4: debugging costs nothing when off).
-    """
+    """Watches a relay's data (``--traffic``, ``--traffic-dump``, ``--record``), in the
+    relay's thread; without one the relay pays one ``is None`` test per event."""
 
     def from_client(self, data: bytes, messages: int) -> None:
         """One read from the client: ``data`` is what it yields for the target (may be
@@ -293,15 +287,6 @@ class Relay(SessionTimers):
                 if self._tap is not None:
                     self._tap.sent_to_target(not self.to_target)
 
-    def _stuck_since(self, since: float | None, sent: int, left: Outbox) -> float | None:
-        """When bytes owed to a peer were last taken (``--stall-timeout``); None when
-        nothing is owed. One clock read per partial write, none when a write drains."""
-        if not left or not self.limits.stall_timeout:
-            return None
-        if sent or since is None:
-            return time.monotonic()
-        return since
-
     def _lose_target(self) -> None:
         """The target socket failed (reset): drop what it was owed and end the session."""
         self._drop_target()
@@ -342,16 +327,6 @@ class Relay(SessionTimers):
         client_done = self.stream.finished or self._client_lost
         target_done = not self.to_target or self._target_lost
         return client_done and not self.to_client and target_done
-
-    def _note_undelivered(self) -> None:
-        """Say why a session ended with bytes still owed (unless a limit already says)."""
-        info = self.stream.close_info
-        if self.reaped is not None or info is None or info.reason in LIMIT_REASONS:
-            return
-        if self.to_target and not self._target_lost:
-            self.reaped = UNDELIVERED % (len(self.to_target), "target")
-        elif self.to_client and not self._client_lost:
-            self.reaped = UNDELIVERED % (len(self.to_client), "client")
 
     def _fail_connection(self) -> None:
         """After a protocol error our Close is out: half-close and wait for the client's EOF.

@@ -17,8 +17,8 @@ from __future__ import annotations
 import time
 
 from proxy.protocol.closes import (CLIENT_STALLED, GOING_AWAY, HEARTBEAT_TIMEOUT, IDLE_TIMEOUT,
-                                   INTERNAL_ERROR, NORMAL, SESSION_TIME_LIMIT, TARGET_STALLED,
-                                   CloseCode)
+                                   INTERNAL_ERROR, LIMIT_REASONS, NORMAL, SESSION_TIME_LIMIT,
+                                   TARGET_STALLED, CloseCode)
 from proxy.protocol.stream import ClientStream
 from proxy.settings import Limits
 from proxy.transport.sockio import Outbox
@@ -35,8 +35,11 @@ class SessionTimers:
     stream: ClientStream
     limits: Limits
     to_client: Outbox
+    to_target: Outbox
     reaped: str | None
     _close_deadline: float | None
+    _client_lost: bool
+    _target_lost: bool
 
     def _start_timers(self, limits: Limits) -> None:
         now = time.monotonic()
@@ -51,6 +54,25 @@ class SessionTimers:
         self._target_fin_at: float | None = None
         self._target_stuck_since: float | None = None  # --stall-timeout, towards the target
         self._client_stuck_since: float | None = None
+
+    def _stuck_since(self, since: float | None, sent: int, left: Outbox) -> float | None:
+        """When bytes owed to a peer were last taken (``--stall-timeout``); None when
+        nothing is owed. One clock read per partial write, none when a write drains."""
+        if not left or not self.limits.stall_timeout:
+            return None
+        if sent or since is None:
+            return time.monotonic()
+        return since
+
+    def _note_undelivered(self) -> None:
+        """Say why a session ended with bytes still owed (unless a limit already says)."""
+        info = self.stream.close_info
+        if self.reaped is not None or info is None or info.reason in LIMIT_REASONS:
+            return
+        if self.to_target and not self._target_lost:
+            self.reaped = UNDELIVERED % (len(self.to_target), "target")
+        elif self.to_client and not self._client_lost:
+            self.reaped = UNDELIVERED % (len(self.to_client), "client")
 
     # Provided by the relay.
     def _close_by_us(self, code: CloseCode, reason: str) -> None:
