@@ -9,7 +9,7 @@ from wsproto.events import BytesMessage, CloseConnection, Message, Ping, Pong, T
 
 from proxy.protocol.stream import ClientStream, DataMode
 from proxy.settings import TextFrames
-from tests.unit.helpers import client_events, close_of, open_pair, raw_frame
+from tests.support.wspair import client_events, close_of, open_pair, raw_frame
 
 TEXT_REJECT = "Unsupported: Text frames are not supported"
 

@@ -16,7 +16,7 @@ from wsproto.events import AcceptConnection, CloseConnection, Message, Request, 
 
 from proxy.serve.server import ProxyServer
 from tests.conftest import TIMEOUT
-from tests.unit.helpers import raw_frame
+from tests.support.wspair import raw_frame
 from tests.support.inprocess import running
 
 UPGRADE = (

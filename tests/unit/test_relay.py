@@ -17,7 +17,7 @@ from proxy.protocol.stream import ClientStream
 from proxy.transport.relay import Limits, Relay, close_session
 from proxy.transport.sockio import StopSignal
 from tests.conftest import TIMEOUT
-from tests.unit.helpers import open_pair, raw_frame
+from tests.support.wspair import open_pair, raw_frame
 
 
 @dataclass

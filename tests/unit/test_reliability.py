@@ -15,7 +15,7 @@ from proxy.protocol.deflate import BoundedDeflate, parse_offer
 from proxy.protocol.stream import ClientStream
 from proxy.access.admission import Admission, default_max_connections
 from proxy.settings import ReplyFrames, Settings
-from tests.unit.helpers import client_events, open_pair, raw_frame
+from tests.support.wspair import client_events, open_pair, raw_frame
 
 
 def _messages(client: WSConnection, data: bytes) -> list[tuple[str, bytes]]:
