@@ -3,7 +3,6 @@ a real redis-server and real Unix sockets; the PROXY header and --trusted-proxy 
 
 from __future__ import annotations
 
-import io
 import json
 import logging
 import os
@@ -13,7 +12,6 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from http.client import parse_headers
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -21,19 +19,14 @@ from typing import Any
 import pytest
 
 from proxy.access import resolve, tokens
-from proxy.protocol import forwarded, proxyproto
 from proxy.errors import HandshakeError, StartupError, TokenError
 from proxy.access.plugins import load_plugin
 from proxy.settings import Settings, Target
 from proxy.access.tokens import files as token_files
 from proxy.access.tokens.redisstore import parse_redis_source, parse_redis_value
 from tests.conftest import TIMEOUT
+from tests.support.headers import headers
 from tests.support.services import RedisServer
-
-
-def headers(*lines: str):  # type: ignore[no-untyped-def]
-    raw = "".join(f"{line}\r\n" for line in lines) + "\r\n"
-    return parse_headers(io.BytesIO(raw.encode("latin-1")))
 
 
 def syntax_errors(caplog: pytest.LogCaptureFixture) -> list[str]:
@@ -575,51 +568,6 @@ def test_token_redis_against_a_real_redis_server(
         assert info.value.status == 502
     finally:
         dead.close()
-
-
-# -- PROXY protocol and --trusted-proxy ----------------------------------------------------------
-
-
-@pytest.mark.parametrize(
-    ("source", "destination", "expected"),
-    [
-        (("192.0.2.1", 5000), ("127.0.0.1", 6080), b"PROXY TCP4 192.0.2.1 127.0.0.1 5000 6080\r\n"),
-        (("::1", 1), ("::1", 2), b"PROXY TCP6 ::1 ::1 1 2\r\n"),
-        (("10.0.0.1", 3), ("::1", 4), b"PROXY TCP6 ::ffff:10.0.0.1 ::1 3 4\r\n"),
-        (None, ("::1", 4), b"PROXY UNKNOWN\r\n"),
-        (("/run/x.sock", 0), ("::1", 4), b"PROXY UNKNOWN\r\n"),
-    ],
-)
-def test_proxy_v1_header_bytes(source: Any, destination: Any, expected: bytes) -> None:
-    assert proxyproto.v1_header(source, destination) == expected
-
-
-TRUSTED = forwarded.parse_trusted("127.0.0.1, 10.0.0.0/8 ,::1")
-
-
-@pytest.mark.parametrize(
-    ("peer", "lines", "expected"),
-    [
-        (("127.0.0.1", 5), ["X-Forwarded-For: 198.51.100.7"], ("198.51.100.7", 0)),
-        (("127.0.0.1", 5), ["X-Forwarded-For: 6.6.6.6, 198.51.100.7, 10.1.1.1"],
-         ("198.51.100.7", 0)),
-        (("127.0.0.1", 5), ["X-Forwarded-For: 6.6.6.6", "X-Forwarded-For: 198.51.100.7:4321"],
-         ("198.51.100.7", 4321)),
-        (("127.0.0.1", 5), ['Forwarded: for="[2001:db8::1]:80";proto=http, for=10.2.2.2'],
-         ("2001:db8::1", 80)),
-        (("127.0.0.1", 5), ["X-Forwarded-For: unknown"], ("127.0.0.1", 5)),
-        (("127.0.0.1", 5), [], ("127.0.0.1", 5)),
-        (("192.0.2.9", 5), ["X-Forwarded-For: 198.51.100.7"], ("192.0.2.9", 5)),
-    ],
-)
-def test_forwarded_headers_count_only_from_trusted_proxies(
-        peer: tuple[str, int], lines: list[str], expected: tuple[str, int]) -> None:
-    assert forwarded.client_address(peer, headers(*lines), TRUSTED) == expected
-
-
-def test_a_bad_trusted_proxy_list_is_refused() -> None:
-    with pytest.raises(ValueError, match="invalid address"):
-        forwarded.parse_trusted("127.0.0.1,example.com")
 
 
 # -- --connect-before-upgrade in-process -----------------------------------------------------------
