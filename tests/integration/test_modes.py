@@ -15,6 +15,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
 from wsproto import ConnectionType, WSConnection
@@ -26,6 +27,9 @@ from tests.support.backends import EchoBackend
 from tests.support.process import ProxyProcess, clean_env, free_port
 from tests.support.wsclient import WSClient
 
+#: A socket address: a path for AF_UNIX, a tuple for AF_INET and AF_INET6.
+Address = str | tuple[Any, ...]
+
 pytestmark = pytest.mark.integration
 
 
@@ -35,7 +39,7 @@ def wait_exit(proxy: ProxyProcess, limit: float) -> int:
 
 
 @contextmanager
-def echo_server(family: int, address: object) -> Iterator[object]:
+def echo_server(family: int, address: Address) -> Iterator[Address]:
     """A one-thread echo server on an IPv6 or Unix address; yields the bound address."""
     listener = socket.socket(family, socket.SOCK_STREAM)
     listener.bind(address)
@@ -125,7 +129,7 @@ def test_idle_timeout_exits_once_no_connection_is_live(
 def test_ipv6_listen_and_target(tmp_path: Path) -> None:
     with echo_server(socket.AF_INET6, ("::1", 0)) as address:
         port = free_port()
-        backend_port = address[1]  # type: ignore[index]
+        backend_port = address[1]
         proxy = ProxyProcess(tmp_path, 0, positionals=[f"[::1]:{port}", f"[::1]:{backend_port}"],
                              wait_for_port=False)
         with proxy:
@@ -136,7 +140,7 @@ def test_ipv6_listen_and_target(tmp_path: Path) -> None:
         assert f"  - proxying from ::1:{port} to ::1:{backend_port}" in proxy.stderr_lines()
 
 
-def _connect_retry(family: int, address: object, proxy: ProxyProcess) -> socket.socket:
+def _connect_retry(family: int, address: Address, proxy: ProxyProcess) -> socket.socket:
     deadline = time.monotonic() + 2 * TIMEOUT
     while True:
         sock = socket.socket(family, socket.SOCK_STREAM)
@@ -243,7 +247,8 @@ def test_a_port_in_use_is_a_clear_error_and_exit_1(tmp_path: Path) -> None:
                               capture_output=True, text=True, timeout=TIMEOUT, cwd=tmp_path,
                               env=clean_env())
     assert proc.returncode == 1  # websockify exits 0 here (§13.13)
-    assert proc.stderr.splitlines()[-1] == "Opening socket failed: [Errno 98] Address already in use"
+    last = proc.stderr.splitlines()[-1]
+    assert last == "Opening socket failed: [Errno 98] Address already in use"
     assert "Traceback" not in proc.stderr
 
 

@@ -71,7 +71,8 @@ def test_usage_errors_match_websockify_byte_for_byte(
         (["65535", "h:1"], ("", 65535), ("h", 1)),
     ],
 )
-def test_positional_forms(argv: list[str], listen: tuple[str, int], target: tuple[str, int]) -> None:
+def test_positional_forms(argv: list[str], listen: tuple[str, int],
+                          target: tuple[str, int]) -> None:
     settings = parse_cli(argv)
     assert (settings.listen_host, settings.listen_port) == listen
     assert (settings.target_host, settings.target_port) == target
@@ -110,7 +111,8 @@ def test_environment_variables_set_options(monkeypatch: pytest.MonkeyPatch) -> N
         (["--web-follow-symlinks", "1", "h:2"], "You must use --web to use --web-follow-symlinks"),
         (["--syslog", "host:notint", "1", "h:2"], "Error parsing syslog port"),
         (["--ssl-only", "1", "h:2"], "SSL only and self.pem not found"),
-        (["--unix-listen", "s", "--unix-listen-mode", "9x"], "Error parsing listen unix socket mode"),
+        (["--unix-listen", "s", "--unix-listen-mode", "9x"],
+         "Error parsing listen unix socket mode"),
         (["--unix-listen", "s", "6080", "h:p"], "Error parsing target"),
         (["--ssl-version", "tlsv1_0", "1", "h:2"],
          "option --ssl-version: invalid choice: 'tlsv1_0' "

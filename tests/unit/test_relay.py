@@ -64,8 +64,8 @@ def rig(limits: Limits = Limits(close_timeout=TIMEOUT), leftover: bytes = b"",
     target_end, target_app = socket.socketpair()
     for sock in (client_app, target_app):
         sock.settimeout(TIMEOUT)
-    relay = Relay(client_end, target_end, ClientStream(server, **stream_args),  # type: ignore[arg-type]
-                  limits, stop)
+    stream = ClientStream(server, **stream_args)  # type: ignore[arg-type]
+    relay = Relay(client_end, target_end, stream, limits, stop)
     r = Rig(client, client_app, target_app, relay)
 
     def run() -> None:

@@ -21,7 +21,7 @@ def stream_pair(**kwargs: object) -> tuple[object, ClientStream]:
 
 
 def test_a_binary_frame_spanning_reads_reaches_the_target_in_one_piece() -> None:
-    """Held back until the frame is complete, so an echo comes back in one frame (Autobahn 1.2.6)."""
+    """Held back until the frame is complete: an echo comes back in one frame (Autobahn 1.2.6)."""
     client, server = open_pair()
     stream = ClientStream(server)
     payload = bytes(range(256)) * 400

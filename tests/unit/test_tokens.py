@@ -598,7 +598,8 @@ def test_connect_before_upgrade_answers_504_when_the_target_connect_times_out(
         thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05})
         thread.start()
         try:
-            with socket.create_connection(server.server_address[:2], timeout=TIMEOUT) as sock:
+            with socket.create_connection(("127.0.0.1", server.server_address[1]),
+                                          timeout=TIMEOUT) as sock:
                 sock.sendall(b"GET /?token=slow HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n"
                              b"Connection: Upgrade\r\nSec-WebSocket-Version: 13\r\n"
                              b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n")
