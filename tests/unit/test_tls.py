@@ -25,6 +25,7 @@ from tests.support.backends import EchoBackend
 from tests.support.certs import KEY_PASSWORD, Pki, TLSEchoBackend, peer_common_name
 from tests.support.wsclient import HandshakeRejected, WSClient, upgrade_request
 from tests.support.inprocess import running
+from tests.support.waiting import wait_for
 
 
 @pytest.fixture(scope="module")
@@ -66,10 +67,7 @@ def wss(port: int, context: ssl.SSLContext, path: str = "/",
 
 
 def wait_idle(server: ProxyServer) -> None:
-    deadline = time.monotonic() + TIMEOUT
-    while server.live_connections:
-        assert time.monotonic() < deadline, "connections did not end"
-        time.sleep(0.02)
+    wait_for(lambda: server.live_connections == 0, "the connections to end")
 
 
 def open_fds() -> int:

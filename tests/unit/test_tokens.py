@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import select
 import socket
 import sys
 import threading
@@ -589,7 +590,9 @@ def test_connect_before_upgrade_answers_504_when_the_target_connect_times_out(
             filler.setblocking(False)
             filler.connect_ex(("127.0.0.1", port))
             fillers.append(filler)
-        time.sleep(0.2)
+        # Connected (writable) means queued: with backlog 0 the queue is full from then on.
+        _, connected, _ = select.select([], fillers[:1], [], TIMEOUT)
+        assert connected, "the first connection to the target was not queued"
         (tmp_path / "tokens").write_text(f"slow: 127.0.0.1:{port}\n")
         settings = Settings(listen_host="127.0.0.1", token_plugin="TokenFile",
                             token_source=str(tmp_path / "tokens"), connect_before_upgrade=True,
