@@ -25,6 +25,7 @@ from tests.conftest import TIMEOUT, scaled
 from tests.integration.conftest import StartProxy
 from tests.support.backends import EchoBackend
 from tests.support.process import ProxyProcess, clean_env, free_port
+from tests.support.waiting import wait_for
 from tests.support.wsclient import WSClient
 
 #: A socket address: a path for AF_UNIX, a tuple for AF_INET and AF_INET6.
@@ -104,10 +105,7 @@ def test_timeout_stops_accepting_but_lets_live_connections_finish(
         start_proxy: StartProxy, echo_backend: EchoBackend) -> None:
     proxy = start_proxy(echo_backend.port, "--timeout", "1")
     with WSClient.connect(proxy.port) as client:
-        deadline = time.monotonic() + 2 * TIMEOUT
-        while "listener exit due to --timeout 1" not in proxy.stderr_lines():
-            assert time.monotonic() < deadline, proxy.stderr()
-            time.sleep(0.05)
+        proxy.wait_for_log("listener exit due to --timeout 1", 2 * TIMEOUT)
         with pytest.raises(ConnectionRefusedError):  # websockify accepts and never serves
             socket.create_connection(("127.0.0.1", proxy.port), timeout=TIMEOUT).close()
         client.echo(b"still relayed after the timeout")
@@ -141,8 +139,8 @@ def test_ipv6_listen_and_target(tmp_path: Path) -> None:
 
 
 def _connect_retry(family: int, address: Address, proxy: ProxyProcess) -> socket.socket:
-    deadline = time.monotonic() + 2 * TIMEOUT
-    while True:
+    """A socket connected to the proxy once it listens (fails at once if it exited)."""
+    def attempt() -> socket.socket | None:
         sock = socket.socket(family, socket.SOCK_STREAM)
         try:
             sock.settimeout(TIMEOUT)
@@ -151,8 +149,9 @@ def _connect_retry(family: int, address: Address, proxy: ProxyProcess) -> socket
         except OSError:
             sock.close()
             assert proxy.proc is not None and proxy.proc.poll() is None, proxy.stderr()
-            assert time.monotonic() < deadline, proxy.stderr()
-            time.sleep(0.05)
+            return None
+
+    return wait_for(attempt, "the proxy to listen", 2 * TIMEOUT)
 
 
 def test_unix_target(start_proxy: StartProxy, tmp_path: Path) -> None:
@@ -270,10 +269,7 @@ def test_out_of_file_descriptors_backs_off_instead_of_spinning(
         _connect_retry(socket.AF_INET, ("127.0.0.1", proxy.port), proxy).close()
         for _ in range(limit):  # each idle connection costs the proxy one fd
             held.append(socket.create_connection(("127.0.0.1", proxy.port), timeout=TIMEOUT))
-        deadline = time.monotonic() + 2 * TIMEOUT
-        while not any("Too many open files" in line for line in proxy.stderr_lines()):
-            assert time.monotonic() < deadline, proxy.stderr()
-            time.sleep(0.05)
+        proxy.wait_for_log("Too many open files", 2 * TIMEOUT)
         before = _cpu_seconds(proxy.proc.pid)
         time.sleep(1.0)
         # websockify's loop spins at ~97 %
