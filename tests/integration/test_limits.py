@@ -21,6 +21,7 @@ from wsproto.events import BytesMessage, CloseConnection, Ping
 from tests.conftest import TIMEOUT, scaled
 from tests.integration.conftest import StartProxy
 from tests.support.backends import ConnRecord, EchoBackend, NeverReadBackend, TCPBackend
+from tests.support.waiting import wait_for
 from tests.support.wsclient import HandshakeRejected, WSClient, raw_http, upgrade_request
 
 pytestmark = pytest.mark.integration
@@ -34,14 +35,13 @@ def _rejected(port: int, headers: tuple[tuple[str, str], ...] = ()) -> Handshake
 
 def _connect_eventually(port: int, headers: tuple[tuple[str, str], ...] = ()) -> WSClient:
     """A client once a slot is free again (the proxy notices a close within a moment)."""
-    deadline = time.monotonic() + TIMEOUT
-    while True:
+    def attempt() -> WSClient | None:
         try:
             return WSClient.connect(port, extra_headers=headers)
         except HandshakeRejected:
-            if time.monotonic() >= deadline:
-                raise
-            time.sleep(0.05)
+            return None
+
+    return wait_for(attempt, "a free connection slot")
 
 
 # -- connection limits ------------------------------------------------------------------------

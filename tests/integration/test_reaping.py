@@ -47,8 +47,7 @@ def leave(client: WSClient, how: str) -> None:
 def probe_of(proxy: ProxyProcess) -> tuple[ProcessProbe, tuple[int, int]]:
     assert proxy.proc is not None
     probe = ProcessProbe(proxy.proc.pid)
-    time.sleep(0.3)  # wait_port's probe connection is gone
-    return probe, probe.wait_for((0, 1), 2.0)
+    return probe, probe.idle(proxy.port, TIMEOUT)  # wait_port's probe connection is gone
 
 
 def test_clients_leaving_stalled_sessions_are_reaped_and_free_their_slots(
@@ -102,9 +101,7 @@ def test_a_target_leaving_while_its_client_does_not_read_is_reaped(
         client = WSClient.connect(proxy.port)  # and never reads
         try:
             target.wait_connections(1)
-            deadline = time.monotonic() + 4 * TIMEOUT + CLOSE_TIMEOUT + 2
-            while ": Ended: " not in proxy.stderr() and time.monotonic() < deadline:
-                time.sleep(0.1)
+            proxy.wait_for_log(": Ended: ", 4 * TIMEOUT + CLOSE_TIMEOUT + 2)
             err = proxy.stderr()
             assert ("Ended: target left while the client was not reading" in err
                     or "bytes not taken by the client" in err), err[-2000:]
@@ -128,10 +125,7 @@ def test_a_target_that_stops_reading_is_closed_1011_after_the_stall_timeout(
             client.reply_close(close)
         finally:
             client.close_socket()
-        deadline = time.monotonic() + TIMEOUT
-        while "Closing: 1011 Target stopped reading" not in proxy.stderr():
-            assert time.monotonic() < deadline, proxy.stderr()[-3000:]
-            time.sleep(0.05)
+        proxy.wait_for_log("Closing: 1011 Target stopped reading")
         with socket.create_connection(("127.0.0.1", proxy.port), timeout=TIMEOUT) as sock:
             sock.sendall(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
             body = b""
