@@ -21,7 +21,8 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from tests.conftest import TIMEOUT
 from tests.integration.conftest import StartProxy
-from tests.integration.test_workers import only, session_in, two_workers, workers_of
+from tests.integration.test_workers import (only, session_in, two_workers,
+                                            wait_past_restart_min, workers_of)
 from tests.support.backends import EchoBackend
 from tests.support.inprocess import wait_for
 from tests.support.wsclient import HTTPResponse, echo_session, raw_http
@@ -103,7 +104,7 @@ def test_a_restarted_worker_keeps_the_counters(start_proxy: StartProxy,
             echo_session(proxy.port, b"before the crash")
     client = session_in(first, pids, proxy.port)  # open when its worker dies
     before = scrape_via(second, pids, proxy.port)
-    time.sleep(1.2)  # past RESTART_MIN: a crash loop at start is not restarted
+    wait_past_restart_min(first)
     os.kill(first, signal.SIGKILL)
     client.close_socket()
     proxy.wait_for_log("restarting it")

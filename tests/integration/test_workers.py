@@ -18,11 +18,13 @@ from pathlib import Path
 
 import pytest
 
+from proxy.process.workers import RESTART_MIN
 from tests.conftest import TIMEOUT, scaled
 from tests.integration.conftest import StartProxy
 from tests.support.backends import EchoBackend
 from tests.support.inprocess import wait_for
-from tests.support.process import ProxyProcess, clean_env, ended, free_port, wait_port
+from tests.support.process import (ProxyProcess, clean_env, ended, free_port, process_age,
+                                   wait_port)
 from tests.support.wsclient import WSClient, echo_session, raw_http, upgrade_request
 
 pytestmark = pytest.mark.integration
@@ -92,6 +94,13 @@ def test_one_banner_and_every_worker_serves(start_proxy: StartProxy,
     assert sum("  - proxying from" in line for line in lines) == 1
 
 
+def wait_past_restart_min(pid: int) -> None:
+    """Until worker ``pid`` is old enough to be restarted when it dies: a worker dying
+    sooner is a crash loop at start, and the group stops (proxy.process.workers)."""
+    # The margin covers the parent's clock starting after the fork and /proc's 10 ms ticks.
+    wait_for(lambda: process_age(pid) > RESTART_MIN + 0.1, "the worker to be past RESTART_MIN")
+
+
 def cpu_seconds(pid: int) -> float:
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
@@ -159,7 +168,7 @@ def test_a_crashed_worker_is_restarted(start_proxy: StartProxy,
                                        echo_backend: EchoBackend) -> None:
     proxy = start_proxy(echo_backend.port, "--workers", "2")
     first, second = two_workers(proxy)
-    time.sleep(1.2)  # past RESTART_MIN: a crash loop at start is not restarted
+    wait_past_restart_min(first)
     os.kill(first, signal.SIGKILL)
     line = proxy.wait_for_log("restarting it")
     assert line.endswith(f"worker 1 (pid {first}) exited with signal 9; restarting it"), line
@@ -218,7 +227,7 @@ def test_unix_listen_file_stays_until_the_parent_exits(start_proxy: StartProxy,
                         positionals=[f"127.0.0.1:{echo_backend.port}"], wait_for_port=False)
     assert wait_for(lambda: len(workers_of(proxy)) == 2 and path.exists(), "two workers")
     first = workers_of(proxy)[0]
-    time.sleep(1.2)  # past RESTART_MIN
+    wait_past_restart_min(first)
     os.kill(first, signal.SIGKILL)
     proxy.wait_for_log("restarting it")
     assert path.exists()  # a worker's exit does not remove the parent's socket file
