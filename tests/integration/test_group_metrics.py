@@ -119,7 +119,7 @@ def test_a_restarted_worker_keeps_the_counters(start_proxy: StartProxy,
         before['websockify_bytes_received_total{from="target"}']
 
 
-@pytest.mark.slow  # counts lines over 2.5 s
+@pytest.mark.slow  # waits for eight stats lines, 0.3 s apart
 def test_stats_interval_logs_the_group_once(start_proxy: StartProxy,
                                             echo_backend: EchoBackend) -> None:
     proxy = start_proxy(echo_backend.port, "--workers", "2", "--stats-interval", "0.3")
@@ -133,14 +133,21 @@ def test_stats_interval_logs_the_group_once(start_proxy: StartProxy,
                     "a stats line with both sessions ended")
     assert re.match(r"stats: open=0 total=\d+ sessions=2 relaying=0 failed=0 "
                     r"bytes_from_client=\d+ bytes_from_target=6 close_codes=1000=2$", line), line
-    time.sleep(1.0)
-    stats = [line for line in proxy.stderr_lines() if line.startswith("stats: ")]
-    assert not any("sessions=1 " in line for line in stats[stats.index(line):]), stats
-    # One worker logs: about one line per 0.3 s, not two.
-    count = len(stats)
-    time.sleep(1.5)
-    added = sum(line.startswith("stats: ") for line in proxy.stderr_lines()) - count
-    assert 3 <= added <= 6, added
+
+    def stats_after(count: int) -> list[str] | None:
+        """The stats lines once ``count`` more have come after ``line``."""
+        stats = [line for line in proxy.stderr_lines() if line.startswith("stats: ")]
+        later = stats[stats.index(line) + 1:]
+        return later if len(later) >= count else None
+
+    later = wait_for(lambda: stats_after(3), "three more stats lines")
+    assert not any("sessions=1 " in line for line in later), later
+    # One worker logs: one line per 0.3 s, not two. Five more lines take at least four
+    # intervals (a busy machine only makes them later); two loggers would take half that.
+    started = time.monotonic()
+    seen = len(stats_after(0) or [])  # read after the clock: a line in between only adds time
+    wait_for(lambda: stats_after(seen + 5), "five more stats lines")
+    assert time.monotonic() - started >= 4 * 0.3 - 0.1
 
 
 #: The command with a hard open-file limit of 120: the automatic --max-connections of

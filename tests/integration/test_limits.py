@@ -130,7 +130,7 @@ def test_conn_idle_timeout_closes_a_silent_session_with_1000_and_logs_it(
         for _ in range(4):  # data keeps it open
             ws.send_binary(b"x")
             assert ws.recv_bytes(1) == b"x"
-            time.sleep(0.2)
+            time.sleep(0.2)  # not a wait: the pace of a client under the idle timeout
         close = ws.recv_close()
         assert (close.code, close.reason) == (1000, "Idle timeout")
         # The last data went at about 0.6 s; the close comes 0.5 s later.

@@ -212,7 +212,7 @@ def test_json_record_for_a_known_session(tmp_path: Path, start_proxy: StartProxy
                           extra_headers=[("X-Forwarded-For", "203.0.113.9")]) as client:
         client.send_binary(b"hello")
         assert client.recv_bytes(5) == b"hello"
-        time.sleep(0.2)
+        time.sleep(0.2)  # not a wait: a known least duration for the record
         client.close(1000, "bye")
         client.recv_close()
 

@@ -112,7 +112,7 @@ def test_idle_workers_do_not_spin(start_proxy: StartProxy, echo_backend: EchoBac
     proxy = start_proxy(echo_backend.port, "--workers", "2")
     pids = two_workers(proxy)
     before = [cpu_seconds(pid) for pid in pids]
-    time.sleep(1.0)
+    time.sleep(1.0)  # not a wait: the window the CPU time is measured over
     used = [cpu_seconds(pid) - was for pid, was in zip(pids, before)]
     assert all(seconds < scaled(0.2) for seconds in used), used
 
@@ -144,7 +144,7 @@ def test_drain_survives_the_group_signal(start_proxy: StartProxy,
     with session_in(pids[0], pids, proxy.port) as client:
         proxy.send_signal(signal.SIGTERM)
         proxy.wait_for_log("Draining: waiting up to 20s for 1 open connection(s)")
-        time.sleep(0.5)
+        time.sleep(0.5)  # not a wait: a window for a second SIGTERM to end the drain
         client.send_binary(b"still here")
         assert client.recv_bytes(10) == b"still here"
         assert "Drain interrupted" not in proxy.stderr()

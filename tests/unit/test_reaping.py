@@ -146,7 +146,7 @@ def test_a_slow_target_that_keeps_taking_bytes_is_not_a_stall() -> None:
         got = 0
         r.target_app.setblocking(False)
         for _ in range(8):  # 2.4 s in all, nearly five stall timeouts
-            time.sleep(0.3)
+            time.sleep(0.3)  # not a wait: the pace of a slow target
             with contextlib.suppress(BlockingIOError):
                 while chunk := r.target_app.recv(1 << 20):
                     got += len(chunk)
