@@ -7,13 +7,14 @@ they connected, must stay below 64 MiB. Full sizes (16 x 63 MiB of unfinished te
 
 from __future__ import annotations
 
-import time
-
 import pytest
 
+from tests.conftest import TIMEOUT, scaled
 from tests.integration.conftest import StartProxy
 from tests.support.backends import NeverReadBackend, SinkBackend
 from tests.support.bounds import Clients, deflate_bombs, rss, settle, unfinished_text
+from tests.support.hostile import ProcessProbe
+from tests.support.waiting import wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -27,15 +28,13 @@ def test_unfinished_text_messages_stream_through_instead_of_piling_up(
     with SinkBackend(keep_data=False) as target:
         proxy = start_proxy(target.port)
         assert proxy.proc is not None
-        time.sleep(0.3)
+        ProcessProbe(proxy.proc.pid).idle(proxy.port, TIMEOUT)  # wait_port's probe is gone
         before = rss(proxy.proc.pid)
         with Clients(proxy.port, 16) as clients:
             unfinished_text(clients, 8 << 20, time_limit=60)
-            deadline = time.monotonic() + 30
             want = 16 * (8 << 20) - 16 * (512 << 10)  # less what may wait in the buffers
-            while (got := sum(rec.count for rec in target.wait_connections(16))) < want:
-                assert time.monotonic() < deadline, f"{got} bytes arrived"
-                time.sleep(0.05)
+            wait_for(lambda: sum(rec.count for rec in target.wait_connections(16)) >= want,
+                     f"{want} bytes at the target", scaled(30))
             grown = settle(proxy.proc.pid) - before
         assert grown < LIMIT, f"RSS grew by {grown >> 20} MiB"
 
@@ -46,7 +45,7 @@ def test_compressed_messages_are_inflated_only_as_the_target_takes_them(
     with NeverReadBackend() as target:
         proxy = start_proxy(target.port, "--compression")
         assert proxy.proc is not None
-        time.sleep(0.3)
+        ProcessProbe(proxy.proc.pid).idle(proxy.port, TIMEOUT)  # wait_port's probe is gone
         before = rss(proxy.proc.pid)
         with Clients(proxy.port, 12, extra=COMPRESSION) as clients:
             wire = deflate_bombs(clients, 60 << 20)

@@ -17,17 +17,14 @@ import pytest
 from tests.conftest import TIMEOUT
 from tests.support.backends import EchoBackend
 from tests.support.process import clean_env, ended, free_port, wait_port
+from tests.support.waiting import wait_for
 from tests.support.wsclient import WSClient
 
 pytestmark = pytest.mark.integration
 
 
 def wait_gone(pid: int, timeout: float = 2 * TIMEOUT) -> None:
-    deadline = time.monotonic() + timeout
-    while not ended(pid):
-        if time.monotonic() >= deadline:
-            raise AssertionError(f"process {pid} still running")
-        time.sleep(0.05)
+    wait_for(lambda: ended(pid), f"process {pid} to end", timeout)
 
 
 def test_daemon_returns_at_once_and_serves(tmp_path: Path, echo_backend: EchoBackend) -> None:
@@ -129,10 +126,7 @@ INHERITED = 4000
 
 def stop_late_daemon(pid_file: Path) -> None:
     """Stop a daemon whose pid file appeared only after the command returned (the bug)."""
-    deadline = time.monotonic() + TIMEOUT
-    while not pid_file.exists() and time.monotonic() < deadline:
-        time.sleep(0.02)
-    if pid_file.exists():
+    if wait_for(pid_file.exists, "the late pid file", default=True):
         pid = int(pid_file.read_text())
         os.kill(pid, signal.SIGTERM)
         wait_gone(pid)
@@ -174,14 +168,14 @@ def plain_get_status(port: int) -> int:
 
 def assert_not_listening(port: int) -> None:
     """Nothing accepts on ``port`` (a daemon that gave up closes its listener at once)."""
-    deadline = time.monotonic() + TIMEOUT
-    while True:
+    def refused() -> bool:
         try:
             socket.create_connection(("127.0.0.1", port), timeout=TIMEOUT).close()
         except ConnectionRefusedError:
-            return
-        assert time.monotonic() < deadline, f"port {port} still accepts"
-        time.sleep(0.05)
+            return True
+        return False
+
+    wait_for(refused, f"port {port} to refuse connections")
 
 
 @pytest.mark.parametrize("daemonize", [False, True])

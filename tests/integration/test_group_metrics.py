@@ -21,7 +21,8 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from tests.conftest import TIMEOUT
 from tests.integration.conftest import StartProxy
-from tests.integration.test_workers import only, session_in, two_workers, workers_of
+from tests.integration.test_workers import (only, session_in, two_workers,
+                                            wait_past_restart_min, workers_of)
 from tests.support.backends import EchoBackend
 from tests.support.inprocess import wait_for
 from tests.support.wsclient import HTTPResponse, echo_session, raw_http
@@ -103,7 +104,7 @@ def test_a_restarted_worker_keeps_the_counters(start_proxy: StartProxy,
             echo_session(proxy.port, b"before the crash")
     client = session_in(first, pids, proxy.port)  # open when its worker dies
     before = scrape_via(second, pids, proxy.port)
-    time.sleep(1.2)  # past RESTART_MIN: a crash loop at start is not restarted
+    wait_past_restart_min(first)
     os.kill(first, signal.SIGKILL)
     client.close_socket()
     proxy.wait_for_log("restarting it")
@@ -118,7 +119,7 @@ def test_a_restarted_worker_keeps_the_counters(start_proxy: StartProxy,
         before['websockify_bytes_received_total{from="target"}']
 
 
-@pytest.mark.slow  # counts lines over 2.5 s
+@pytest.mark.slow  # waits for eight stats lines, 0.3 s apart
 def test_stats_interval_logs_the_group_once(start_proxy: StartProxy,
                                             echo_backend: EchoBackend) -> None:
     proxy = start_proxy(echo_backend.port, "--workers", "2", "--stats-interval", "0.3")
@@ -132,14 +133,21 @@ def test_stats_interval_logs_the_group_once(start_proxy: StartProxy,
                     "a stats line with both sessions ended")
     assert re.match(r"stats: open=0 total=\d+ sessions=2 relaying=0 failed=0 "
                     r"bytes_from_client=\d+ bytes_from_target=6 close_codes=1000=2$", line), line
-    time.sleep(1.0)
-    stats = [line for line in proxy.stderr_lines() if line.startswith("stats: ")]
-    assert not any("sessions=1 " in line for line in stats[stats.index(line):]), stats
-    # One worker logs: about one line per 0.3 s, not two.
-    count = len(stats)
-    time.sleep(1.5)
-    added = sum(line.startswith("stats: ") for line in proxy.stderr_lines()) - count
-    assert 3 <= added <= 6, added
+
+    def stats_after(count: int) -> list[str] | None:
+        """The stats lines once ``count`` more have come after ``line``."""
+        stats = [line for line in proxy.stderr_lines() if line.startswith("stats: ")]
+        later = stats[stats.index(line) + 1:]
+        return later if len(later) >= count else None
+
+    later = wait_for(lambda: stats_after(3), "three more stats lines")
+    assert not any("sessions=1 " in line for line in later), later
+    # One worker logs: one line per 0.3 s, not two. Five more lines take at least four
+    # intervals (a busy machine only makes them later); two loggers would take half that.
+    started = time.monotonic()
+    seen = len(stats_after(0) or [])  # read after the clock: a line in between only adds time
+    wait_for(lambda: stats_after(seen + 5), "five more stats lines")
+    assert time.monotonic() - started >= 4 * 0.3 - 0.1
 
 
 #: The command with a hard open-file limit of 120: the automatic --max-connections of

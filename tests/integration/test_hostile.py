@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import statistics
-import time
 from collections.abc import Iterator
 
 import pytest
@@ -42,8 +41,7 @@ def _baseline(proxy: ProxyProcess) -> tuple[ProcessProbe, tuple[int, int]]:
     """The proxy's fds and threads once wait_port's probe connection is gone."""
     assert proxy.proc is not None
     probe = ProcessProbe(proxy.proc.pid)
-    time.sleep(0.3)
-    return probe, probe.wait_for((0, 1), 2.0)
+    return probe, probe.idle(proxy.port, TIMEOUT)
 
 
 def _assert_clean(proxy: ProxyProcess, probe: ProcessProbe, baseline: tuple[int, int]) -> None:

@@ -78,7 +78,7 @@ def test_every_line_on_stderr_in_the_log_file_and_to_syslog_is_json(
         proxy.wait_for_log("SIGHUP: reloaded log file")
         proxy.send_signal(signal.SIGTERM)
         assert proxy.wait(TIMEOUT) == 0
-        datagrams = []
+        datagrams: list[bytes] = []
         while not datagrams or b"In exit" not in datagrams[-1]:
             datagrams.append(syslog.recv(65536))
     said = messages(proxy)

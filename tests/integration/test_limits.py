@@ -18,9 +18,10 @@ import pytest
 from wsproto.connection import ConnectionState
 from wsproto.events import BytesMessage, CloseConnection, Ping
 
-from tests.conftest import TIMEOUT
+from tests.conftest import TIMEOUT, scaled
 from tests.integration.conftest import StartProxy
 from tests.support.backends import ConnRecord, EchoBackend, NeverReadBackend, TCPBackend
+from tests.support.waiting import wait_for
 from tests.support.wsclient import HandshakeRejected, WSClient, raw_http, upgrade_request
 
 pytestmark = pytest.mark.integration
@@ -34,14 +35,13 @@ def _rejected(port: int, headers: tuple[tuple[str, str], ...] = ()) -> Handshake
 
 def _connect_eventually(port: int, headers: tuple[tuple[str, str], ...] = ()) -> WSClient:
     """A client once a slot is free again (the proxy notices a close within a moment)."""
-    deadline = time.monotonic() + TIMEOUT
-    while True:
+    def attempt() -> WSClient | None:
         try:
             return WSClient.connect(port, extra_headers=headers)
         except HandshakeRejected:
-            if time.monotonic() >= deadline:
-                raise
-            time.sleep(0.05)
+            return None
+
+    return wait_for(attempt, "a free connection slot")
 
 
 # -- connection limits ------------------------------------------------------------------------
@@ -130,11 +130,11 @@ def test_conn_idle_timeout_closes_a_silent_session_with_1000_and_logs_it(
         for _ in range(4):  # data keeps it open
             ws.send_binary(b"x")
             assert ws.recv_bytes(1) == b"x"
-            time.sleep(0.2)
+            time.sleep(0.2)  # not a wait: the pace of a client under the idle timeout
         close = ws.recv_close()
         assert (close.code, close.reason) == (1000, "Idle timeout")
         # The last data went at about 0.6 s; the close comes 0.5 s later.
-        assert 0.6 + 0.45 <= time.monotonic() - start < 0.6 + 2.0
+        assert 0.6 + 0.45 <= time.monotonic() - start < 0.6 + scaled(2.0)
         ws.reply_close(close)
     proxy.wait_for_log("Closing: 1000 Idle timeout")
 
@@ -156,7 +156,7 @@ def test_max_session_time_closes_even_a_busy_session_with_1001(
                 break
             assert time.monotonic() - start < TIMEOUT
         assert (event.code, event.reason) == (1001, "Session time limit reached")
-        assert 0.6 <= time.monotonic() - start < 0.6 + 1.5
+        assert 0.6 <= time.monotonic() - start < 0.6 + scaled(1.5)
     proxy.wait_for_log("Closing: 1001 Session time limit reached")
 
 
@@ -177,7 +177,7 @@ def test_heartbeat_timeout_closes_a_client_that_never_answers_pings_with_1011(
             break
         assert (event.code, event.reason) == (1011, "No pong within the heartbeat timeout")
         assert pings >= 1
-        assert 0.6 <= time.monotonic() - start < 0.3 + 0.6 + 1.5
+        assert 0.6 <= time.monotonic() - start < 0.3 + 0.6 + scaled(1.5)
     proxy.wait_for_log("Closing: 1011 No pong within the heartbeat timeout")
 
 

@@ -41,6 +41,7 @@ def wss_echo(port: int, context: ssl.SSLContext, payload: bytes = b"over wss") -
     try:
         ws.send_binary(payload)
         assert ws.recv() == payload
+        assert isinstance(ws.sock, ssl.SSLSocket)
         return peer_common_name(ws.sock)
     finally:
         ws.close()
@@ -173,6 +174,7 @@ def test_sighup_reloads_the_certificate_for_new_connections(
         assert wss_echo(proxy.port, pki.client_context()) == "renewed.test"
         old.send_binary(b"still here")
         assert old.recv() == b"still here"
+        assert isinstance(old.sock, ssl.SSLSocket)
         assert peer_common_name(old.sock) == "proxy.test"
     finally:
         old.close()

@@ -3,16 +3,13 @@
 from __future__ import annotations
 
 import threading
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import TypeVar
 
 from proxy.serve.server import ProxyServer
 from proxy.settings import Settings
 from tests.conftest import TIMEOUT
-
-T = TypeVar("T")
+from tests.support.waiting import wait_for as wait_for  # re-exported for the tests
 
 
 @contextmanager
@@ -36,21 +33,3 @@ def running(settings: Settings | None = None, **overrides: object) -> Iterator[P
         wait_for(lambda: server.live_connections == 0 or None, "sessions to end", default=True)
         server.server_close()
         thread.join(TIMEOUT)
-
-
-def wait_for(probe: Callable[[], T | None], what: str, timeout: float = TIMEOUT,
-             default: bool = False) -> T:
-    """Poll ``probe`` until it returns something truthy; fail after ``timeout`` seconds.
-
-    With ``default=True`` give up quietly instead (returns None) — for clean-ups.
-    """
-    deadline = time.monotonic() + timeout
-    while True:
-        value = probe()
-        if value:
-            return value
-        if time.monotonic() >= deadline:
-            if default:
-                return None  # type: ignore[return-value]
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.02)

@@ -56,6 +56,13 @@ class ProcessDied(AssertionError):
     """The process exited while the test waited for it."""
 
 
+def process_age(pid: int) -> float:
+    """Seconds since process ``pid`` started (Linux /proc, in clock ticks: 10 ms steps)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    started = int(fields[19]) / os.sysconf("SC_CLK_TCK")  # field 22, starttime
+    return float(Path("/proc/uptime").read_text().split()[0]) - started
+
+
 def wait_port(
     port: int,
     deadline: float,

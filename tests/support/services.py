@@ -13,11 +13,14 @@ import subprocess
 import time
 from pathlib import Path
 from types import TracebackType
+from typing import Any, TypeVar
 
 import pytest
 
 from tests.conftest import TIMEOUT
 from tests.support.process import free_port, wait_port
+
+S = TypeVar("S", bound="Service")
 
 
 def require_binary(name: str, package: str) -> str:
@@ -44,7 +47,7 @@ class Service:
     def argv(self) -> list[str]:
         raise NotImplementedError
 
-    def __enter__(self) -> Service:
+    def __enter__(self: S) -> S:
         with open(self.log_path, "wb") as log:
             self.proc = subprocess.Popen(self.argv(), cwd=self.workdir, stdin=subprocess.DEVNULL,
                                          stdout=log, stderr=subprocess.STDOUT)
@@ -84,7 +87,7 @@ class RedisServer(Service):
                 "--save", "", "--appendonly", "no", "--daemonize", "no",
                 "--dir", str(self.workdir)]
 
-    def client(self) -> object:
+    def client(self) -> Any:
         redis = pytest.importorskip("redis")
         return redis.Redis(host="127.0.0.1", port=self.port, socket_timeout=TIMEOUT)
 

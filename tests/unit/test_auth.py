@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import inspect
 import threading
 from email.message import Message
 
@@ -111,6 +112,11 @@ def test_the_loader_reports_a_missing_basic_auth_source_as_a_startup_error() -> 
 
     with pytest.raises(StartupError, match="BasicHTTPAuth"):
         load_plugin("BasicHTTPAuth", "auth", None)
+
+
+def test_basic_auth_compares_credentials_in_constant_time() -> None:
+    """websockify compares with ``==`` (spec §13.15); ours hashes, then compare_digest."""
+    assert "hmac.compare_digest(" in inspect.getsource(BasicHTTPAuth.validate_creds)
 
 
 # -- ExpectOrigin -----------------------------------------------------------------------------

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from proxy.process.cli import parse_cli
@@ -69,7 +71,8 @@ def test_usage_errors_match_websockify_byte_for_byte(
         (["65535", "h:1"], ("", 65535), ("h", 1)),
     ],
 )
-def test_positional_forms(argv: list[str], listen: tuple[str, int], target: tuple[str, int]) -> None:
+def test_positional_forms(argv: list[str], listen: tuple[str, int],
+                          target: tuple[str, int]) -> None:
     settings = parse_cli(argv)
     assert (settings.listen_host, settings.listen_port) == listen
     assert (settings.target_host, settings.target_port) == target
@@ -108,7 +111,8 @@ def test_environment_variables_set_options(monkeypatch: pytest.MonkeyPatch) -> N
         (["--web-follow-symlinks", "1", "h:2"], "You must use --web to use --web-follow-symlinks"),
         (["--syslog", "host:notint", "1", "h:2"], "Error parsing syslog port"),
         (["--ssl-only", "1", "h:2"], "SSL only and self.pem not found"),
-        (["--unix-listen", "s", "--unix-listen-mode", "9x"], "Error parsing listen unix socket mode"),
+        (["--unix-listen", "s", "--unix-listen-mode", "9x"],
+         "Error parsing listen unix socket mode"),
         (["--unix-listen", "s", "6080", "h:p"], "Error parsing target"),
         (["--ssl-version", "tlsv1_0", "1", "h:2"],
          "option --ssl-version: invalid choice: 'tlsv1_0' "
@@ -247,3 +251,39 @@ def test_help_starts_with_the_usage_block_and_lists_options_in_websockify_order(
     options = out[len(USAGE):]
     positions = [options.index(name) for name in order]
     assert positions == sorted(positions)
+
+
+# -- operation options (issue 10) ---------------------------------------------------------
+
+
+def test_operation_options_reach_settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    s = parse_cli(["--daemon", "--pid-file", "p.pid", "--metrics-path", "/m", "--health-path",
+                   "/h", "--stats-interval", "2.5", "--log-format", "both", "--drain-timeout",
+                   "3", "--response-header", "X-A: 1", "--response-header", "Cache-Control:no",
+                   "--wrap-mode", "respawn", "6080", "h:1"])
+    assert (s.daemon, s.pid_file) == (True, str(tmp_path / "p.pid"))
+    assert (s.metrics_path, s.health_path, s.stats_interval) == ("/m", "/h", 2.5)
+    assert (s.log_format, s.drain_timeout, s.wrap_mode) == ("both", 3.0, "respawn")
+    assert s.response_headers == (("X-A", "1"), ("Cache-Control", "no"))
+
+
+@pytest.mark.parametrize("args", [
+    ["--response-header", "Bad Name: x"],
+    ["--response-header", "novalue"],
+    ["--metrics-path", "metrics"],
+    ["--drain-timeout", "-1"],
+    ["--log-format", "xml"],
+])
+def test_bad_operation_options_are_usage_errors(args: list[str],
+                                                capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        parse_cli([*args, "6080", "h:1"])
+    assert exit_info.value.code == 2
+    assert "websockify: error: option " in capsys.readouterr().err
+
+
+def test_listen_fd_takes_the_place_of_the_listen_address() -> None:
+    s = parse_cli(["--listen-fd", "3", "h:1"])
+    assert (s.listen_fd, s.target_host, s.target_port) == (3, "h", 1)
+    assert s.listen_display == "fd 3"

@@ -12,7 +12,7 @@ from wsproto.frame_protocol import CloseReason
 
 from proxy.protocol.closes import CloseCode, CloseInfo, protocol_error
 from proxy.protocol.stream import ClientStream
-from tests.unit.helpers import open_pair
+from tests.support.wspair import open_pair
 
 
 @pytest.mark.parametrize("code", list(CloseCode))

@@ -12,11 +12,12 @@ from contextlib import contextmanager
 
 import pytest
 from wsproto import ConnectionType, WSConnection
-from wsproto.events import AcceptConnection, CloseConnection, Message, Request, TextMessage
+from wsproto.events import (AcceptConnection, CloseConnection, Event, Message, Request,
+                            TextMessage)
 
 from proxy.serve.server import ProxyServer
 from tests.conftest import TIMEOUT
-from tests.unit.helpers import raw_frame
+from tests.support.wspair import raw_frame
 from tests.support.inprocess import running
 
 UPGRADE = (
@@ -128,7 +129,7 @@ def test_an_unreachable_target_gets_close_1011_after_the_101() -> None:
     with running(target_port=port) as server, connect(server) as sock:
         ws = WSConnection(ConnectionType.CLIENT)
         sock.sendall(ws.send(Request(host="x", target="/")))
-        events = []
+        events: list[Event] = []
         while not any(isinstance(e, CloseConnection) for e in events):
             chunk = sock.recv(65536)
             assert chunk

@@ -35,9 +35,11 @@ def upgrade_headers(*extra: str, version: str | None = "13", key: str | None = R
 
 @pytest.mark.parametrize(
     ("value", "expected"),
-    [("websocket", True), ("WebSocket", True), ("websocket2", False), ("h2c", False), (None, False)],
+    [("websocket", True), ("WebSocket", True), ("websocket2", False), ("h2c", False),
+     (None, False)],
 )
-def test_only_an_exact_websocket_upgrade_value_is_an_upgrade(value: str | None, expected: bool) -> None:
+def test_only_an_exact_websocket_upgrade_value_is_an_upgrade(value: str | None,
+                                                             expected: bool) -> None:
     """websockify routes `Upgrade: websocket2` as a plain GET (spec §4.2)."""
     lines = [f"Upgrade: {value}"] if value is not None else []
     assert handshake.is_upgrade(headers(*lines)) is expected
@@ -55,11 +57,11 @@ def test_only_an_exact_websocket_upgrade_value_is_an_upgrade(value: str | None, 
         ({}, ("Sec-WebSocket-Protocol: foo, bar",), "Invalid protocol selected"),
     ],
 )
-def test_a_bad_upgrade_is_rejected_with_websockify_reason(kwargs: dict[str, str | None],
-                                                          extra: tuple[str, ...], reason: str) -> None:
+def test_a_bad_upgrade_is_rejected_with_websockify_reason(
+        kwargs: dict[str, str | None], extra: tuple[str, ...], reason: str) -> None:
     """The spec §4.3 table: status 400 and the reason text verbatim."""
     with pytest.raises(HandshakeError) as info:
-        handshake.check_upgrade(upgrade_headers(*extra, **kwargs))  # type: ignore[arg-type]
+        handshake.check_upgrade(upgrade_headers(*extra, **kwargs))
     assert info.value.status == 400
     assert info.value.reason == reason
 

@@ -15,45 +15,49 @@ import time
 from wsproto.events import CloseConnection, Message
 
 from proxy.transport.relay import CLIENT_LEFT, TARGET_LEFT, Limits
-from tests.conftest import TIMEOUT
+from tests.conftest import TIMEOUT, scaled
+from tests.support.waiting import wait_for
 from tests.unit.test_relay import Rig, rig
 
 CLOSE = 0.5  # seconds: the close timeout of these relays
 SMALL = dict(high_water=64 * 1024, recv_size=16 * 1024, close_timeout=CLOSE, stall_timeout=0.0)
+#: More than the kernel buffers of a socketpair hold (both ends, in bytes).
+BUFFERS = 1 << 21
 
 
 def stall_client_direction(r: Rig) -> None:
-    """Send 16 KiB frames until the relay stops reading the client (the target does not
+    """Send 32 KiB frames until the relay stops reading the client (the target does not
     read), stopping before the client's own socket is full so a Close can still go out."""
     frame = r.client.send(Message(data=b"c" * 32 * 1024))
-    deadline = time.monotonic() + 4 * TIMEOUT
-    while time.monotonic() < deadline:
-        before = r.relay.received_from_client
+    high_water = r.relay.limits.high_water
+    for sent in range(len(frame), 4 * (high_water + BUFFERS), len(frame)):
         r.client_app.sendall(frame)
-        time.sleep(0.1)
-        if r.relay.received_from_client == before:
+        # Either the relay took the frame, or its buffer for the target is full: then it
+        # no longer reads the client (proxy.transport.relay._update_interest).
+        wait_for(lambda: r.relay.received_from_client == sent
+                 or len(r.relay.to_target) >= high_water, "the relay to take the frame")
+        if len(r.relay.to_target) >= high_water:
             return
     raise AssertionError("the relay never stopped reading the client")
 
 
 def stall_target_direction(r: Rig) -> None:
     """Send from the target until the relay stops reading it (the client does not read)."""
-    deadline = time.monotonic() + 4 * TIMEOUT
-    while time.monotonic() < deadline:
-        before = r.relay.received_from_target
-        r.target_app.sendall(b"t" * 32 * 1024)
-        time.sleep(0.1)
-        if r.relay.received_from_target == before:
+    chunk = b"t" * 32 * 1024
+    high_water = r.relay.limits.high_water
+    for sent in range(len(chunk), 4 * (high_water + BUFFERS), len(chunk)):
+        r.target_app.sendall(chunk)
+        wait_for(lambda: r.relay.received_from_target == sent
+                 or len(r.relay.to_client) >= high_water, "the relay to take the bytes")
+        if len(r.relay.to_client) >= high_water:
             return
     raise AssertionError("the relay never stopped reading the target")
 
 
 def ended_within(r: Rig, limit: float) -> float:
-    """Seconds until the relay returned; fails if it takes longer than ``limit``."""
+    """Seconds until the relay returned; fails if it takes longer than ``limit`` (scaled)."""
     started = time.monotonic()
-    while not r.result and time.monotonic() - started < limit:
-        time.sleep(0.01)
-    assert r.result, f"the relay was still running {limit} s later"
+    wait_for(lambda: r.result, f"the relay to end within {limit} s", scaled(limit))
     return time.monotonic() - started
 
 
@@ -114,7 +118,7 @@ def test_a_target_that_stops_reading_ends_the_session_with_1011_after_the_stall_
         started = time.monotonic()
         closes = [e for e in r.events(CloseConnection) if isinstance(e, CloseConnection)]
         assert (closes[0].code, closes[0].reason) == (1011, "Target stopped reading")
-        assert time.monotonic() - started < 0.5 + 1
+        assert time.monotonic() - started < scaled(0.5 + 1)
         r.client_app.sendall(r.client.send(closes[0].response()))
         ended_within(r, TIMEOUT)
         assert r.result[0].reason == "Target stopped reading"
@@ -142,7 +146,7 @@ def test_a_slow_target_that_keeps_taking_bytes_is_not_a_stall() -> None:
         got = 0
         r.target_app.setblocking(False)
         for _ in range(8):  # 2.4 s in all, nearly five stall timeouts
-            time.sleep(0.3)
+            time.sleep(0.3)  # not a wait: the pace of a slow target
             with contextlib.suppress(BlockingIOError):
                 while chunk := r.target_app.recv(1 << 20):
                     got += len(chunk)

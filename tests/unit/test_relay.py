@@ -17,7 +17,8 @@ from proxy.protocol.stream import ClientStream
 from proxy.transport.relay import Limits, Relay, close_session
 from proxy.transport.sockio import StopSignal
 from tests.conftest import TIMEOUT
-from tests.unit.helpers import open_pair, raw_frame
+from tests.support.waiting import wait_for
+from tests.support.wspair import open_pair, raw_frame
 
 
 @dataclass
@@ -64,8 +65,8 @@ def rig(limits: Limits = Limits(close_timeout=TIMEOUT), leftover: bytes = b"",
     target_end, target_app = socket.socketpair()
     for sock in (client_app, target_app):
         sock.settimeout(TIMEOUT)
-    relay = Relay(client_end, target_end, ClientStream(server, **stream_args),  # type: ignore[arg-type]
-                  limits, stop)
+    stream = ClientStream(server, **stream_args)  # type: ignore[arg-type]
+    relay = Relay(client_end, target_end, stream, limits, stop)
     r = Rig(client, client_app, target_app, relay)
 
     def run() -> None:
@@ -171,15 +172,9 @@ def test_backpressure_stops_reading_a_client_whose_target_does_not_read() -> Non
         sender = threading.Thread(target=lambda: r.client_app.sendall(frame * count))
         sender.start()
         try:
-            # Wait until the relay stops taking bytes from the client.
-            last, stable_since = -1, time.monotonic()
-            deadline = time.monotonic() + 4 * TIMEOUT
-            while time.monotonic() - stable_since < 0.3 and time.monotonic() < deadline:
-                taken = r.relay.received_from_client
-                if taken != last:
-                    last, stable_since = taken, time.monotonic()
-                time.sleep(0.02)
-            assert time.monotonic() < deadline, "the relay never stopped reading the client"
+            # The relay stops reading the client once its buffer for the target is full.
+            wait_for(lambda: len(r.relay.to_target) >= limits.high_water,
+                     "the relay to stop reading the client", 4 * TIMEOUT)
             assert len(r.relay.to_target) <= limits.high_water + limits.recv_size + coalesce
             assert r.relay.received_from_client < count * len(frame) // 4
             assert sender.is_alive()  # the client is blocked by TCP-style backpressure

@@ -29,7 +29,7 @@ def test_install_swaps_wsproto_masker_and_a_client_frame_still_parses(
     monkeypatch.delenv("WEBSOCKIFY_NO_SPEEDUPS", raising=False)
     assert speedups.install() is True
     assert frame_protocol.XorMaskerSimple is not speedups._ORIGINAL
-    from tests.unit.helpers import open_pair
+    from tests.support.wspair import open_pair
     from wsproto.events import BytesMessage, Message
 
     client, server = open_pair()

@@ -3,17 +3,16 @@ a real redis-server and real Unix sockets; the PROXY header and --trusted-proxy 
 
 from __future__ import annotations
 
-import io
 import json
 import logging
 import os
+import select
 import socket
 import sys
 import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from http.client import parse_headers
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -21,19 +20,14 @@ from typing import Any
 import pytest
 
 from proxy.access import resolve, tokens
-from proxy.protocol import forwarded, proxyproto
 from proxy.errors import HandshakeError, StartupError, TokenError
 from proxy.access.plugins import load_plugin
 from proxy.settings import Settings, Target
 from proxy.access.tokens import files as token_files
 from proxy.access.tokens.redisstore import parse_redis_source, parse_redis_value
 from tests.conftest import TIMEOUT
+from tests.support.headers import headers
 from tests.support.services import RedisServer
-
-
-def headers(*lines: str):  # type: ignore[no-untyped-def]
-    raw = "".join(f"{line}\r\n" for line in lines) + "\r\n"
-    return parse_headers(io.BytesIO(raw.encode("latin-1")))
 
 
 def syntax_errors(caplog: pytest.LogCaptureFixture) -> list[str]:
@@ -577,51 +571,6 @@ def test_token_redis_against_a_real_redis_server(
         dead.close()
 
 
-# -- PROXY protocol and --trusted-proxy ----------------------------------------------------------
-
-
-@pytest.mark.parametrize(
-    ("source", "destination", "expected"),
-    [
-        (("192.0.2.1", 5000), ("127.0.0.1", 6080), b"PROXY TCP4 192.0.2.1 127.0.0.1 5000 6080\r\n"),
-        (("::1", 1), ("::1", 2), b"PROXY TCP6 ::1 ::1 1 2\r\n"),
-        (("10.0.0.1", 3), ("::1", 4), b"PROXY TCP6 ::ffff:10.0.0.1 ::1 3 4\r\n"),
-        (None, ("::1", 4), b"PROXY UNKNOWN\r\n"),
-        (("/run/x.sock", 0), ("::1", 4), b"PROXY UNKNOWN\r\n"),
-    ],
-)
-def test_proxy_v1_header_bytes(source: Any, destination: Any, expected: bytes) -> None:
-    assert proxyproto.v1_header(source, destination) == expected
-
-
-TRUSTED = forwarded.parse_trusted("127.0.0.1, 10.0.0.0/8 ,::1")
-
-
-@pytest.mark.parametrize(
-    ("peer", "lines", "expected"),
-    [
-        (("127.0.0.1", 5), ["X-Forwarded-For: 198.51.100.7"], ("198.51.100.7", 0)),
-        (("127.0.0.1", 5), ["X-Forwarded-For: 6.6.6.6, 198.51.100.7, 10.1.1.1"],
-         ("198.51.100.7", 0)),
-        (("127.0.0.1", 5), ["X-Forwarded-For: 6.6.6.6", "X-Forwarded-For: 198.51.100.7:4321"],
-         ("198.51.100.7", 4321)),
-        (("127.0.0.1", 5), ['Forwarded: for="[2001:db8::1]:80";proto=http, for=10.2.2.2'],
-         ("2001:db8::1", 80)),
-        (("127.0.0.1", 5), ["X-Forwarded-For: unknown"], ("127.0.0.1", 5)),
-        (("127.0.0.1", 5), [], ("127.0.0.1", 5)),
-        (("192.0.2.9", 5), ["X-Forwarded-For: 198.51.100.7"], ("192.0.2.9", 5)),
-    ],
-)
-def test_forwarded_headers_count_only_from_trusted_proxies(
-        peer: tuple[str, int], lines: list[str], expected: tuple[str, int]) -> None:
-    assert forwarded.client_address(peer, headers(*lines), TRUSTED) == expected
-
-
-def test_a_bad_trusted_proxy_list_is_refused() -> None:
-    with pytest.raises(ValueError, match="invalid address"):
-        forwarded.parse_trusted("127.0.0.1,example.com")
-
-
 # -- --connect-before-upgrade in-process -----------------------------------------------------------
 
 
@@ -641,7 +590,9 @@ def test_connect_before_upgrade_answers_504_when_the_target_connect_times_out(
             filler.setblocking(False)
             filler.connect_ex(("127.0.0.1", port))
             fillers.append(filler)
-        time.sleep(0.2)
+        # Connected (writable) means queued: with backlog 0 the queue is full from then on.
+        _, connected, _ = select.select([], fillers[:1], [], TIMEOUT)
+        assert connected, "the first connection to the target was not queued"
         (tmp_path / "tokens").write_text(f"slow: 127.0.0.1:{port}\n")
         settings = Settings(listen_host="127.0.0.1", token_plugin="TokenFile",
                             token_source=str(tmp_path / "tokens"), connect_before_upgrade=True,
@@ -650,7 +601,8 @@ def test_connect_before_upgrade_answers_504_when_the_target_connect_times_out(
         thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05})
         thread.start()
         try:
-            with socket.create_connection(server.server_address[:2], timeout=TIMEOUT) as sock:
+            with socket.create_connection(("127.0.0.1", server.server_address[1]),
+                                          timeout=TIMEOUT) as sock:
                 sock.sendall(b"GET /?token=slow HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n"
                              b"Connection: Upgrade\r\nSec-WebSocket-Version: 13\r\n"
                              b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n")

@@ -1,4 +1,4 @@
-"""Unit tests for issue 9's pure parts: reply frame types, permessage-deflate, admission."""
+"""proxy.protocol.deflate: bounded permessage-deflate, RFC 7692 offers (issue 9)."""
 
 from __future__ import annotations
 
@@ -6,75 +6,13 @@ import zlib
 
 import pytest
 from wsproto import ConnectionType, WSConnection
-from wsproto.events import (AcceptConnection, BytesMessage, CloseConnection, Pong, Request,
-                            TextMessage)
+from wsproto.events import AcceptConnection, BytesMessage, CloseConnection, Request
 from wsproto.extensions import PerMessageDeflate
 
 from proxy.protocol import handshake
 from proxy.protocol.deflate import BoundedDeflate, parse_offer
 from proxy.protocol.stream import ClientStream
-from proxy.access.admission import Admission, default_max_connections
-from proxy.settings import ReplyFrames, Settings
-from tests.unit.helpers import client_events, open_pair, raw_frame
-
-
-def _messages(client: WSConnection, data: bytes) -> list[tuple[str, bytes]]:
-    out = []
-    for event in client_events(client, data):
-        if isinstance(event, TextMessage):
-            out.append(("text", event.data.encode()))
-        elif isinstance(event, BytesMessage):
-            out.append(("binary", bytes(event.data)))
-    return out
-
-
-# -- --reply-frames ------------------------------------------------------------------------
-
-
-def test_text_replies_hold_back_a_split_utf8_sequence_until_the_next_read() -> None:
-    client, server = open_pair()
-    stream = ClientStream(server, reply=ReplyFrames.TEXT)
-    euro = "€".encode()  # 3 bytes
-    first = b"".join(stream.frame_data(b"price " + euro[:2]))
-    second = b"".join(stream.frame_data(euro[2:] + b" 5"))
-    assert _messages(client, first + second) == [("text", b"price "), ("text", euro + b" 5")]
-
-
-def test_a_read_that_is_not_utf8_goes_as_binary_in_text_mode() -> None:
-    client, server = open_pair()
-    stream = ClientStream(server, reply=ReplyFrames.TEXT)
-    data = b"".join(stream.frame_data(b"\xff\xfe raw"))
-    assert _messages(client, data) == [("binary", b"\xff\xfe raw")]
-
-
-def test_a_held_back_fragment_is_flushed_as_binary_before_the_close() -> None:
-    client, server = open_pair()
-    stream = ClientStream(server, reply=ReplyFrames.TEXT)
-    assert stream.frame_data("é".encode()[:1]) == ()
-    data = stream.close(1000, "Target closed")
-    events = client_events(client, data)
-    assert isinstance(events[0], BytesMessage) and events[0].data == b"\xc3"
-    assert isinstance(events[1], CloseConnection)
-
-
-def test_mirror_answers_in_the_type_of_the_clients_last_message() -> None:
-    client, server = open_pair()
-    stream = ClientStream(server, reply=ReplyFrames.MIRROR)
-    assert _messages(client, b"".join(stream.frame_data(b"a"))) == [("binary", b"a")]
-    stream.receive(client.send(TextMessage(data="hi")))
-    assert _messages(client, b"".join(stream.frame_data(b"b"))) == [("text", b"b")]
-    stream.receive(client.send(BytesMessage(data=b"x")))
-    assert _messages(client, b"".join(stream.frame_data(b"c"))) == [("binary", b"c")]
-
-
-def test_pongs_are_counted_for_the_heartbeat_timeout() -> None:
-    client, server = open_pair()
-    stream = ClientStream(server)
-    stream.receive(client.send(Pong(payload=b"")))
-    assert stream.pongs == 1
-
-
-# -- --compression ------------------------------------------------------------------------
+from tests.support.wspair import client_events, messages, raw_frame
 
 
 @pytest.mark.parametrize(("offer", "params"), [
@@ -118,7 +56,7 @@ def test_compressed_messages_travel_both_ways() -> None:
     reply = b"".join(stream.frame_data(b"b" * 10000))
     assert reply[0] & 0x40  # RSV1: compressed
     assert len(reply) < 200
-    assert _messages(client, reply) == [("binary", b"b" * 10000)]
+    assert messages(client, reply) == [("binary", b"b" * 10000)]
 
 
 def test_a_message_inflating_past_the_limit_is_closed_1009_without_inflating_it_all() -> None:
@@ -193,71 +131,3 @@ def test_window_bits_8_compress_without_back_references() -> None:
     inflater = zlib.decompressobj(-8)
     assert inflater.decompress(body + b"\x00\x00\xff\xff") == payload
     assert len(body) < len(payload)
-
-
-# -- admission ----------------------------------------------------------------------------
-
-
-def test_admission_counts_in_all_and_per_address() -> None:
-    admission = Admission(Settings(max_connections=3, max_connections_per_ip=2))
-    assert admission.enter("a") is None and admission.enter("a") is None
-    refused = admission.enter("a")
-    assert refused is not None and refused.status == 503
-    assert admission.enter("b") is None
-    assert admission.enter("c") is not None  # 3 in all
-    admission.leave("a")
-    assert admission.enter("c") is None
-    assert admission.live == 3
-
-
-def test_a_trusted_proxys_connection_is_counted_per_address_once_its_client_is_known() -> None:
-    admission = Admission(Settings(max_connections=10, max_connections_per_ip=1))
-    assert admission.enter(None) is None and admission.enter(None) is None  # the balancer
-    assert admission.claim("203.0.113.5") is None
-    refused = admission.claim("203.0.113.5")
-    assert refused is not None and refused.reason == "Too many connections from this address"
-    assert admission.live == 2
-    admission.leave("203.0.113.5")
-    admission.leave(None)  # the refused one: counted in the total only
-    assert admission.live == 0
-    assert admission.enter("203.0.113.5") is None  # nothing left under either address
-
-
-def test_with_workers_an_explicit_limit_is_shared_across_fork() -> None:
-    import os
-    admission = Admission(Settings(workers=2, max_connections=2))
-    assert admission.enter("a") is None
-    pid = os.fork()
-    if pid == 0:  # the other worker: one more fits, then the shared total is reached
-        ok = admission.enter("b") is None and admission.enter("c") is not None
-        os._exit(0 if ok else 1)
-    assert os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]) == 0
-    assert admission.live == 2
-    refused = admission.enter("d")
-    assert refused is not None and refused.reason == "Too many connections"
-    admission.leave("a")
-    assert admission.enter("d") is None
-
-
-def test_with_workers_the_automatic_limit_stays_per_process() -> None:
-    admission = Admission(Settings(workers=2))
-    assert admission.max_connections == default_max_connections()
-    assert admission.enter("a") is None and admission.live == 1
-
-
-def test_the_default_limit_stays_below_the_open_file_limit() -> None:
-    import resource
-    _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    assert 2 * default_max_connections() <= hard
-    assert Admission(Settings()).max_connections == default_max_connections()
-
-
-# -- websockify's holes (the others are referenced from docs/reliability.rst) ---------------
-
-
-def test_basic_auth_compares_credentials_in_constant_time() -> None:
-    """websockify compares with ``==`` (spec §13.15); ours hashes, then compare_digest."""
-    import inspect
-
-    from proxy.access.auth import BasicHTTPAuth
-    assert "hmac.compare_digest(" in inspect.getsource(BasicHTTPAuth.validate_creds)

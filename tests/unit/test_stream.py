@@ -8,8 +8,9 @@ import pytest
 from wsproto.events import BytesMessage, CloseConnection, Message, Ping, Pong, TextMessage
 
 from proxy.protocol.stream import ClientStream, DataMode
-from proxy.settings import TextFrames
-from tests.unit.helpers import client_events, close_of, open_pair, raw_frame
+from proxy.settings import ReplyFrames, TextFrames
+from tests.support.wspair import (client_events, close_of, messages, open_pair,
+                                  raw_frame)
 
 TEXT_REJECT = "Unsupported: Text frames are not supported"
 
@@ -20,7 +21,7 @@ def stream_pair(**kwargs: object) -> tuple[object, ClientStream]:
 
 
 def test_a_binary_frame_spanning_reads_reaches_the_target_in_one_piece() -> None:
-    """Held back until the frame is complete, so an echo comes back in one frame (Autobahn 1.2.6)."""
+    """Held back until the frame is complete: an echo comes back in one frame (Autobahn 1.2.6)."""
     client, server = open_pair()
     stream = ClientStream(server)
     payload = bytes(range(256)) * 400
@@ -242,3 +243,49 @@ def test_each_fragment_of_a_binary_message_goes_on_when_complete() -> None:
     assert first.target_chunks == [b"first-"] and first.messages == 0
     last = stream.receive(client.send(Message(data=b"last", message_finished=True)))
     assert last.target_chunks == [b"last"] and last.messages == 1
+
+
+# -- --reply-frames ------------------------------------------------------------------------
+
+
+def test_text_replies_hold_back_a_split_utf8_sequence_until_the_next_read() -> None:
+    client, server = open_pair()
+    stream = ClientStream(server, reply=ReplyFrames.TEXT)
+    euro = "€".encode()  # 3 bytes
+    first = b"".join(stream.frame_data(b"price " + euro[:2]))
+    second = b"".join(stream.frame_data(euro[2:] + b" 5"))
+    assert messages(client, first + second) == [("text", b"price "), ("text", euro + b" 5")]
+
+
+def test_a_read_that_is_not_utf8_goes_as_binary_in_text_mode() -> None:
+    client, server = open_pair()
+    stream = ClientStream(server, reply=ReplyFrames.TEXT)
+    data = b"".join(stream.frame_data(b"\xff\xfe raw"))
+    assert messages(client, data) == [("binary", b"\xff\xfe raw")]
+
+
+def test_a_held_back_fragment_is_flushed_as_binary_before_the_close() -> None:
+    client, server = open_pair()
+    stream = ClientStream(server, reply=ReplyFrames.TEXT)
+    assert stream.frame_data("é".encode()[:1]) == ()
+    data = stream.close(1000, "Target closed")
+    events = client_events(client, data)
+    assert isinstance(events[0], BytesMessage) and events[0].data == b"\xc3"
+    assert isinstance(events[1], CloseConnection)
+
+
+def test_mirror_answers_in_the_type_of_the_clients_last_message() -> None:
+    client, server = open_pair()
+    stream = ClientStream(server, reply=ReplyFrames.MIRROR)
+    assert messages(client, b"".join(stream.frame_data(b"a"))) == [("binary", b"a")]
+    stream.receive(client.send(TextMessage(data="hi")))
+    assert messages(client, b"".join(stream.frame_data(b"b"))) == [("text", b"b")]
+    stream.receive(client.send(BytesMessage(data=b"x")))
+    assert messages(client, b"".join(stream.frame_data(b"c"))) == [("binary", b"c")]
+
+
+def test_pongs_are_counted_for_the_heartbeat_timeout() -> None:
+    client, server = open_pair()
+    stream = ClientStream(server)
+    stream.receive(client.send(Pong(payload=b"")))
+    assert stream.pongs == 1

@@ -12,7 +12,8 @@ import struct
 
 from wsproto import ConnectionType, WSConnection
 from wsproto.connection import ConnectionState
-from wsproto.events import AcceptConnection, CloseConnection, Event, Request
+from wsproto.events import (AcceptConnection, BytesMessage, CloseConnection, Event, Request,
+                            TextMessage)
 
 from proxy.protocol import handshake
 
@@ -33,6 +34,17 @@ def open_pair() -> tuple[WSConnection, WSConnection]:
 def client_events(client: WSConnection, data: bytes) -> list[Event]:
     client.receive_data(data)
     return list(client.events())
+
+
+def messages(client: WSConnection, data: bytes) -> list[tuple[str, bytes]]:
+    """The data messages in ``data`` as the client parses them: ("text" | "binary", bytes)."""
+    out = []
+    for event in client_events(client, data):
+        if isinstance(event, TextMessage):
+            out.append(("text", event.data.encode()))
+        elif isinstance(event, BytesMessage):
+            out.append(("binary", bytes(event.data)))
+    return out
 
 
 def close_of(client: WSConnection, data: bytes) -> tuple[int, str]:
