@@ -46,8 +46,3 @@ _.parse_cli
 
 # socketserver's hook (BaseServer.finish_request), called by socketserver itself.
 _.finish_request
-
-# access.resolve.resolve_target: the two request steps in one call, used by the unit tests
-# of token plugins (the handler calls request_token and target_for_token separately so that
-# the token is extracted once). Left for the test reorganisation to replace.
-_.resolve_target

@@ -23,16 +23,6 @@ TOKEN_UNKNOWN = "Token '%s' not found"
 CLIENT_CN_HEADER = "SSL_CLIENT_S_DN_CN"
 
 
-def resolve_target(settings: Settings, plugin: Any, path: str, headers: Message) -> Target:
-    """The target of this request: the token plugin's answer, or the configured one.
-
-    Raises:
-        TokenError: no token, or the plugin does not know it (or answered nonsense).
-    """
-    token = request_token(settings, path, headers) if plugin is not None else None
-    return target_for_token(settings, plugin, token)
-
-
 def request_token(settings: Settings, path: str, headers: Message) -> str | None:
     """The token this request carries (``--token-from``, ``--host-token``), if any."""
     return extract_token(settings.token_from, settings.host_token, path, headers)

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import io
 import textwrap
-from http.client import parse_headers
 from pathlib import Path
 
 import pytest
@@ -13,11 +11,7 @@ from proxy.access import auth, resolve, tokens
 from proxy.errors import AuthError, HandshakeError, StartupError, TokenError
 from proxy.access.plugins import load_plugin
 from proxy.settings import Settings, Target
-
-
-def headers(*lines: str):  # type: ignore[no-untyped-def]
-    raw = "".join(f"{line}\r\n" for line in lines) + "\r\n"
-    return parse_headers(io.BytesIO(raw.encode("latin-1")))
+from tests.support.headers import headers, resolve_target
 
 
 class Table:
@@ -61,7 +55,7 @@ def test_a_websockify_style_user_plugin_loads_by_dotted_name(
     assert (info.value.status, info.value.reason) == (401, "nope")
     assert info.value.log_line == "handler exception: 401 nope"
     fixed = load_plugin("site_plugins.Fixed", "token", "/run")
-    target = resolve.resolve_target(Settings(token_plugin="x"), fixed, "/?token=vnc", headers())
+    target = resolve_target(Settings(token_plugin="x"), fixed, "/?token=vnc", headers())
     assert target == Target(unix_socket="/run/vnc")
 
 
@@ -120,7 +114,7 @@ def test_a_plugin_constructor_failure_is_a_startup_error(tmp_path: Path,
 )
 def test_tokens_are_read_from_the_query_as_websockify_does(path: str, token: str) -> None:
     table = Table({token: ("h", 5900)})
-    found = resolve.resolve_target(Settings(token_plugin="x"), table, path, headers())
+    found = resolve_target(Settings(token_plugin="x"), table, path, headers())
     assert found == Target("h", 5900)
     assert table.asked == [token]
 
@@ -128,13 +122,13 @@ def test_tokens_are_read_from_the_query_as_websockify_does(path: str, token: str
 @pytest.mark.parametrize("path", ["/", "/?token=", "/tok1", "/?other=1"])
 def test_no_token_is_a_400_with_websockify_log_text(path: str) -> None:
     with pytest.raises(TokenError) as info:
-        resolve.resolve_target(Settings(token_plugin="x"), Table({}), path, headers())
+        resolve_target(Settings(token_plugin="x"), Table({}), path, headers())
     assert (info.value.status, info.value.log_line) == (400, "Token not present")
 
 
 def test_an_unknown_token_is_a_404_with_websockify_log_text() -> None:
     with pytest.raises(TokenError) as info:
-        resolve.resolve_target(Settings(token_plugin="x"), Table({}), "/?token=nope", headers())
+        resolve_target(Settings(token_plugin="x"), Table({}), "/?token=nope", headers())
     assert (info.value.status, info.value.log_line) == (404, "Token 'nope' not found")
 
 
@@ -142,7 +136,7 @@ def test_an_unknown_token_is_a_404_with_websockify_log_text() -> None:
 def test_host_token_reads_the_host_header(host: str, token: str) -> None:
     table = Table({token: ("h", "1")})
     settings = Settings(token_plugin="x", host_token=True)
-    assert resolve.resolve_target(settings, table, "/", headers(f"Host: {host}")) == Target("h", 1)
+    assert resolve_target(settings, table, "/", headers(f"Host: {host}")) == Target("h", 1)
 
 
 @pytest.mark.parametrize(
@@ -151,16 +145,16 @@ def test_host_token_reads_the_host_header(host: str, token: str) -> None:
      (["unix_socket", "/s"], Target(unix_socket="/s"))],
 )
 def test_lookup_answers_in_every_documented_shape(answer: object, target: Target) -> None:
-    found = resolve.resolve_target(Settings(token_plugin="x"), Table({"t": answer}), "/?token=t",
-                                   headers())
+    found = resolve_target(Settings(token_plugin="x"), Table({"t": answer}), "/?token=t",
+                           headers())
     assert found == target
 
 
 @pytest.mark.parametrize("answer", [("h",), ("h", "p", "q"), "h:1", 42])
 def test_a_nonsense_lookup_answer_is_a_500(answer: object) -> None:
     with pytest.raises(TokenError) as info:
-        resolve.resolve_target(Settings(token_plugin="x"), Table({"t": answer}), "/?token=t",
-                               headers())
+        resolve_target(Settings(token_plugin="x"), Table({"t": answer}), "/?token=t",
+                       headers())
     assert info.value.status == 500
 
 
@@ -173,8 +167,8 @@ def test_a_nonsense_lookup_answer_is_a_500(answer: object) -> None:
 def test_a_port_that_cannot_be_used_is_a_502_naming_the_value(port: object, shown: str) -> None:
     """#18: not "500 Token plugin failed"; one log line with the value."""
     with pytest.raises(HandshakeError) as info:
-        resolve.resolve_target(Settings(token_plugin="x"), Table({"vnc": ("h", port)}),
-                               "/?token=vnc", headers())
+        resolve_target(Settings(token_plugin="x"), Table({"vnc": ("h", port)}),
+                       "/?token=vnc", headers())
     assert not isinstance(info.value, TokenError)
     assert (info.value.status, str(info.value)) == (502, "502 Bad Gateway")
     assert info.value.log_line == f"Token 'vnc': unusable port {shown}"
@@ -183,8 +177,8 @@ def test_a_port_that_cannot_be_used_is_a_502_naming_the_value(port: object, show
 @pytest.mark.parametrize(("port", "number"), [("http", 80), ("https", 443), (b"ssh", 22)])
 def test_a_service_name_port_is_resolved_as_websockify_s_resolver_does(
         port: object, number: int) -> None:
-    target = resolve.resolve_target(Settings(token_plugin="x"), Table({"t": ("h", port)}),
-                                    "/?token=t", headers())
+    target = resolve_target(Settings(token_plugin="x"), Table({"t": ("h", port)}),
+                            "/?token=t", headers())
     assert (target, target.given_port) == (Target("h", number), port)
 
 
@@ -207,8 +201,8 @@ def test_auth_plugins_get_the_target_as_the_token_plugin_returned_it(
         answer: object, given: tuple[object, object]) -> None:
     """#18: websockify hands the plugin's values through; None/None for a Unix socket."""
     recorder = Recorder()
-    target = resolve.resolve_target(Settings(token_plugin="x"), Table({"t": answer}),
-                                    "/?token=t", headers())
+    target = resolve_target(Settings(token_plugin="x"), Table({"t": answer}),
+                            "/?token=t", headers())
     resolve.authenticate(recorder, headers(), target)
     assert recorder.calls == [given]
 
@@ -223,7 +217,7 @@ def test_auth_plugins_get_the_configured_target_or_none() -> None:
 
 def test_without_a_token_plugin_the_configured_target_is_used() -> None:
     settings = Settings(target_host="t", target_port=9)
-    assert resolve.resolve_target(settings, None, "/?token=x", headers()) == Target("t", 9)
+    assert resolve_target(settings, None, "/?token=x", headers()) == Target("t", 9)
 
 
 def test_client_certificate_headers_are_stripped_in_every_letter_case() -> None:

@@ -19,14 +19,14 @@ from typing import Any
 
 import pytest
 
-from proxy.access import resolve, tokens
+from proxy.access import tokens
 from proxy.errors import HandshakeError, StartupError, TokenError
 from proxy.access.plugins import load_plugin
 from proxy.settings import Settings, Target
 from proxy.access.tokens import files as token_files
 from proxy.access.tokens.redisstore import parse_redis_source, parse_redis_value
 from tests.conftest import TIMEOUT
-from tests.support.headers import headers
+from tests.support.headers import headers, resolve_target
 from tests.support.services import RedisServer
 
 
@@ -72,10 +72,10 @@ def test_missing_and_unknown_tokens_carry_websockify_log_lines() -> None:
     plugin = tokens.BasePlugin(None)
     settings = Settings(token_plugin="x", token_from="header:X-Token")
     with pytest.raises(TokenError) as info:
-        resolve.resolve_target(settings, plugin, "/?token=a", headers())
+        resolve_target(settings, plugin, "/?token=a", headers())
     assert (info.value.status, info.value.log_line) == (400, "Token not present")
     with pytest.raises(TokenError) as info:
-        resolve.resolve_target(settings, plugin, "/", headers("X-Token: t1"))
+        resolve_target(settings, plugin, "/", headers("X-Token: t1"))
     assert (info.value.status, info.value.log_line) == (404, "Token 't1' not found")
 
 
@@ -288,8 +288,8 @@ def test_unix_socket_directory_refuses_every_way_out_of_its_directory(
     with unix_listener(inside / "vnc1"), unix_listener(outside / "x"):
         plugin = tokens.UnixDomainSocketDirectory(os.path.relpath(inside))
         assert plugin.lookup("vnc1") == ["unix_socket", str(inside / "vnc1")]
-        assert resolve.resolve_target(Settings(token_plugin="u"), plugin, "/?token=vnc1",
-                                      headers()) == Target(unix_socket=str(inside / "vnc1"))
+        assert resolve_target(Settings(token_plugin="u"), plugin, "/?token=vnc1",
+                              headers()) == Target(unix_socket=str(inside / "vnc1"))
         with caplog.at_level(logging.INFO):
             for token in ["../other/x", "..", ".", "a/b", str(outside / "x"), "x\0y",
                           "../uds/vnc1"]:
@@ -354,8 +354,8 @@ def test_json_token_api_url_encodes_the_token(tmp_path: Path) -> None:
         assert plugin.lookup("plain") == ("h", "5902")
         assert plugin.lookup("unknown") is None
         with pytest.raises(TokenError) as info:
-            resolve.resolve_target(Settings(token_plugin="x"), plugin, "/?token=broken",
-                                   headers())
+            resolve_target(Settings(token_plugin="x"), plugin, "/?token=broken",
+                           headers())
         assert info.value.status == 500
     assert api.paths == ["/t/a%2Fb%3Fc%26d%20e%2B", "/t/plain", "/t/unknown", "/t/broken"]
 
@@ -368,8 +368,8 @@ def test_dot_segment_tokens_are_not_found_without_asking_the_api(query: str) -> 
     with TokenAPI(answers) as api:
         plugin = tokens.JSONTokenApi(f"http://127.0.0.1:{api.port}/api/%s")
         with pytest.raises(TokenError) as info:
-            resolve.resolve_target(Settings(token_plugin="x"), plugin, f"/?token={query}",
-                                   headers())
+            resolve_target(Settings(token_plugin="x"), plugin, f"/?token={query}",
+                           headers())
         assert info.value.status == 404
         assert plugin.lookup("...") is None  # three dots is an ordinary name: asked
     assert api.paths == ["/api/..."]
@@ -389,13 +389,13 @@ def test_a_hanging_token_api_times_out_as_504_and_a_dead_one_is_502() -> None:
         plugin.timeout = 0.3
         started = time.monotonic()
         with pytest.raises(HandshakeError) as info:
-            resolve.resolve_target(Settings(token_plugin="x"), plugin, "/?token=a", headers())
+            resolve_target(Settings(token_plugin="x"), plugin, "/?token=a", headers())
         assert time.monotonic() - started < TIMEOUT
         assert info.value.status == 504
         assert info.value.log_line is not None and "timed out" in info.value.log_line
     dead = tokens.JSONTokenApi(f"http://127.0.0.1:{api.port}/%s")  # nobody listens now
     with pytest.raises(HandshakeError) as info:
-        resolve.resolve_target(Settings(token_plugin="x"), dead, "/?token=a", headers())
+        resolve_target(Settings(token_plugin="x"), dead, "/?token=a", headers())
     assert info.value.status == 502
 
 
@@ -565,7 +565,7 @@ def test_token_redis_against_a_real_redis_server(
     dead = load_plugin("TokenRedis", "token", f"127.0.0.1:{server.port}")  # stopped now
     try:
         with pytest.raises(HandshakeError) as info:
-            resolve.resolve_target(Settings(token_plugin="x"), dead, "/?token=a", headers())
+            resolve_target(Settings(token_plugin="x"), dead, "/?token=a", headers())
         assert info.value.status == 502
     finally:
         dead.close()
