@@ -11,10 +11,8 @@ import logging
 import os
 import socket
 import sys
-import threading
 import time
 from collections.abc import Callable
-from types import FrameType
 from typing import Any
 
 from proxy.observe import jsonlog
@@ -351,16 +349,6 @@ def reopen() -> list[str]:
             else:
                 reopened.append(handler.baseFilename)
     return reopened
-
-
-def on_sighup(signum: int, frame: FrameType | None) -> None:
-    """SIGHUP handler: reopen the log files in a short-lived thread.
-
-    Not in the handler itself: the signal may arrive while the main thread is inside a
-    handler's ``emit`` holding its (reentrant) lock, and swapping the stream under it
-    would make that write fail. A thread waits for the lock like any other logger.
-    """
-    threading.Thread(target=reopen, name="log-reopen", daemon=True).start()
 
 
 def log_file_fds() -> list[int]:

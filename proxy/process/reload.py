@@ -89,7 +89,8 @@ def sighup_handler(server: ProxyServer) -> Callable[[int, FrameType | None], Non
     """SIGHUP: reload everything together (``reload``) in a short thread.
 
     Not in the signal handler itself: it interrupts the main thread anywhere, possibly
-    inside a logging call holding a handler's lock (see ``logsetup.on_sighup``).
+    inside a logging call holding a handler's lock, and swapping a log file's stream under
+    it would make that write fail; a thread waits for the lock like any other logger.
     """
     def on_sighup(signum: int, frame: FrameType | None) -> None:
         threading.Thread(target=reload, args=(server,), name="reload", daemon=True).start()
