@@ -14,7 +14,6 @@ import socket
 import socketserver
 import dataclasses
 import sys
-import threading
 import time
 from typing import Any
 
@@ -22,6 +21,7 @@ from proxy.transport import tls
 from proxy.errors import StartupError
 from proxy.serve.context import Connections, RequestContext
 from proxy.serve.handler import ProxyRequestHandler
+from proxy.serve.pool import HandlerPool, PoolClosed
 from proxy.access.admission import Admission
 from proxy.observe.metrics import Metrics
 from proxy.access.plugins import load_plugin
@@ -55,7 +55,8 @@ def _plugin(name: str | None, kind: str, source: str | None) -> Any:
 
 
 class ProxyServer(socketserver.ThreadingTCPServer):
-    """A thread per connection; the handler upgrades and relays (see ``proxy.serve.handler``).
+    """A thread per connection, from a pool (``proxy.serve.pool``); the handler upgrades
+    and relays (see ``proxy.serve.handler``).
 
     Embedding: ``server = ProxyServer(settings)`` binds at once; run
     ``server.serve_forever()`` in one thread, then ``server.shutdown()`` and
@@ -89,6 +90,8 @@ class ProxyServer(socketserver.ThreadingTCPServer):
         #: --max-connections and --max-connections-per-ip (handlers take a ticket).
         self.admission = Admission(settings)
         self.connections = Connections()
+        #: The connection threads, started on demand and parked between connections (#19).
+        self.pool = HandlerPool(self.process_request_thread)
         #: What every handler gets instead of this server (#17 §2).
         self.context = RequestContext(
             settings, self.token_plugin, self.auth_plugin, self.server_tls,
@@ -185,15 +188,20 @@ class ProxyServer(socketserver.ThreadingTCPServer):
         self.context = dataclasses.replace(self.context, stop_signal=self.stop_signal,
                                            worker_index=index)
         self.connections.number_from(index + 1, count)
+        self.pool = HandlerPool(self.process_request_thread)  # the parent's threads are not here
 
     def stop_sessions(self) -> None:
         """Ask every relaying connection to close with 1001 (they exit within ~1 s)."""
         self.stop_signal.set()
 
     def server_close(self) -> None:
-        """Close the listener and the shutdown signal; call once serving has stopped."""
+        """Close the listener and the shutdown signal; call once serving has stopped.
+
+        Parked handler threads exit; busy ones finish their connection first.
+        """
         self.close_listener()
         self.stop_signal.close()
+        self.pool.close()
 
     @property
     def port(self) -> int:
@@ -244,19 +252,21 @@ class ProxyServer(socketserver.ThreadingTCPServer):
         self.dispatch(request, client_address)
 
     def dispatch(self, request: Any, client_address: Any) -> None:
-        """Hand a counted connection to a handler thread (the one place that starts one).
+        """Hand a counted connection to a handler thread (the one place that does).
 
-        Taken by whichever side handles the request: the new thread, or this one when
-        the thread never ran. Thread.start() waits for the thread to run, and a SIGTERM
-        (_Terminate) can interrupt that wait after the thread took the request.
+        A parked pool thread takes it, or a new one when all are busy (``HandlerPool``,
+        issue #19: no Thread.start() wait per connection). Taken by whichever side handles
+        it: a pool thread, or this one when none took it yet. A SIGTERM (_Terminate) can
+        interrupt the hand-off after a thread took the request.
         """
-        owner = threading.Lock()
-        thread = threading.Thread(target=self._request_thread, daemon=self.daemon_threads,
-                                  args=(request, client_address, owner))
+        job = (request, client_address)
         try:
-            thread.start()
+            self.pool.submit(job)
+        except PoolClosed:
+            self._connection_done()
+            raise
         except BaseException as exc:
-            if owner.acquire(blocking=False):
+            if self.pool.withdraw(job):
                 self._connection_done()  # no thread will handle it (e.g. the thread limit)
                 raise
             # The thread has it: socketserver would close the request under it if this
@@ -283,11 +293,6 @@ class ProxyServer(socketserver.ThreadingTCPServer):
             raise interrupted
 
     _interrupted: BaseException | None = None  # see dispatch
-
-    def _request_thread(self, request: Any, client_address: Any,
-                        owner: threading.Lock) -> None:
-        if owner.acquire(blocking=False):
-            self.process_request_thread(request, client_address)
 
     def finish_request(self, request: Any, client_address: Any) -> None:
         """socketserver's, handing the handler the context instead of this server (#17 §2)."""
