@@ -10,6 +10,7 @@ from __future__ import annotations
 import errno
 import logging
 import os
+import select
 import socket
 import socketserver
 import dataclasses
@@ -276,11 +277,58 @@ class ProxyServer(socketserver.ThreadingTCPServer):
             self._interrupted = exc
 
     def handle_request(self) -> None:
-        """socketserver's, then the stop that interrupted a ``dispatch`` (see there)."""
+        """socketserver's, then the stop that interrupted a ``dispatch`` (see there).
+
+        The accept loop (``proxy.process.runner``) calls this once per connection, and
+        socketserver's builds and registers a new selector each time; one poll object
+        kept for the listener does the same wait without that work (issue #19).
+        """
         try:
-            super().handle_request()
+            if self.socket.fileno() < 0:
+                super().handle_request()  # closed: socketserver's error, as before
+            elif self._wait_for_request():
+                self._accept_one()
+            else:
+                self.handle_timeout()
         finally:
             self._raise_interrupted()
+
+    def _wait_for_request(self) -> bool:
+        """Wait for the listener to be readable within socketserver's timeout rules."""
+        timeout = self.socket.gettimeout()  # --workers: the shared listener's accept wait
+        if timeout is None:
+            timeout = self.timeout
+        elif self.timeout is not None:
+            timeout = min(timeout, self.timeout)
+        fd = self.socket.fileno()
+        if self._poll_fd != fd:  # first use, or a new listener (inherited, rebound)
+            self._poll = select.poll()
+            self._poll.register(fd, select.POLLIN)
+            self._poll_fd = fd
+        # poll() retries on EINTR with the time left (PEP 475); a signal handler's
+        # exception (SIGTERM's) propagates from here as from socketserver's select().
+        return bool(self._poll.poll(None if timeout is None else timeout * 1000))
+
+    def _accept_one(self) -> None:
+        """socketserver's handling of one readable listener, hook for hook."""
+        try:
+            request, client_address = self.get_request()
+        except OSError:
+            return
+        if not self.verify_request(request, client_address):
+            self.shutdown_request(request)
+            return
+        try:
+            self.process_request(request, client_address)
+        except Exception:
+            self.handle_error(request, client_address)
+            self.shutdown_request(request)
+        except BaseException:
+            self.shutdown_request(request)
+            raise
+
+    _poll_fd = -1
+    _poll: select.poll
 
     def service_actions(self) -> None:
         """serve_forever()'s hook after each request: the same deferred stop."""
