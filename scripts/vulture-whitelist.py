@@ -51,3 +51,6 @@ _.finish_request
 # of token plugins (the handler calls request_token and target_for_token separately so that
 # the token is extracted once). Left for the test reorganisation to replace.
 _.resolve_target
+
+# serve.pool.HandlerPool.threads: the pool's size for embedding programs and the tests (#19).
+_.threads

@@ -71,6 +71,7 @@ class HandlerPool:
             self._threads += 1
             self._serial += 1
             name = f"{self._name}-{self._serial}"
+        # Daemon: live connections must not keep the process alive after exit.
         thread = threading.Thread(target=self._work, name=name, daemon=True)
         try:
             thread.start()

@@ -64,7 +64,6 @@ class ProxyServer(socketserver.ThreadingTCPServer):
     ``server.server_close()`` from another (see README.rst, "Embedding").
     """
 
-    daemon_threads = True  # live connections must not keep the process alive after exit
     block_on_close = False  # server_close() must not wait for open connections
     allow_reuse_address = True  # websockify sets SO_REUSEADDR (spec §6)
     request_queue_size = 128  # listen() backlog; websockify uses 100, socketserver 5
