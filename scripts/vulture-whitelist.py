@@ -46,3 +46,6 @@ _.parse_cli
 
 # socketserver's hook (BaseServer.finish_request), called by socketserver itself.
 _.finish_request
+
+# serve.pool.HandlerPool.threads: the pool's size for embedding programs and the tests (#19).
+_.threads

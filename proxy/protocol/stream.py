@@ -16,13 +16,13 @@ from __future__ import annotations
 import base64
 import binascii
 import enum
-import struct
 from dataclasses import dataclass, field
 
 from wsproto import WSConnection
 from wsproto.connection import ConnectionState
 from wsproto.events import BytesMessage, CloseConnection, Event, Ping, Pong, TextMessage
 
+from proxy.protocol.fastframe import FrameBoundary, frame_header, single_binary_frame
 from proxy.protocol.closes import (INVALID_BASE64, INVALID_DATA, MESSAGE_TOO_BIG, TEXT_UNSUPPORTED,
                                    TOO_BIG, UNSUPPORTED_DATA, CloseCode, CloseInfo, protocol_error)
 from proxy.settings import HIGH_WATER, RECV_SIZE, ReplyFrames, TextFrames
@@ -75,17 +75,6 @@ class Output:
 
 _BINARY_FIN = 0x82  # FIN + opcode 2 (RFC 6455 §5.2)
 _TEXT_FIN = 0x81  # FIN + opcode 1
-_LEN16 = struct.Struct("!BBH")
-_LEN64 = struct.Struct("!BBQ")
-
-
-def frame_header(first: int, length: int) -> bytes:
-    """The header of an unmasked server frame (RFC 6455 §5.2): 2, 4 or 10 bytes."""
-    if length < 126:
-        return bytes((first, length))
-    if length < 65536:
-        return _LEN16.pack(first, 126, length)
-    return _LEN64.pack(first, 127, length)
 
 
 class ClientStream:
@@ -125,6 +114,7 @@ class ClientStream:
         self._reply_text = reply is ReplyFrames.TEXT  # --reply-frames=mirror follows the client
         #: permessage-deflate was negotiated: data frames must go through wsproto.
         self._compressed = compressed
+        self._boundary = FrameBoundary()  # where wsproto's input stands (_fast_binary)
         self._held = b""  # an incomplete UTF-8 sequence at the end of the last text reply
         # Compressed input not yet fed to wsproto (``receive``), and an EOF behind it.
         self._backlog = b""
@@ -171,7 +161,9 @@ class ClientStream:
             if data is not None:
                 return out
         if not self._compressed:
-            self._feed(data, out)
+            if not (data and self._fast_binary(data, out)):
+                self._boundary.feed(data or b"")
+                self._feed(data, out)
             return out
         if data is None:
             self._eof_pending = True
@@ -202,6 +194,23 @@ class ClientStream:
         if self._eof_pending:
             self._eof_pending = False
             self._feed(None, out)
+
+    def _fast_binary(self, data: bytes, out: Output) -> bool:
+        """One complete binary frame at a frame boundary, nothing held: forwarded without
+        wsproto (issue #19, ``proxy.protocol.fastframe``); False to take the usual path."""
+        if (self._mode is not DataMode.BINARY or self.close_info is not None or self._binary
+                or not self._parser_alive or not self._boundary.clear
+                or self._ws.state is not ConnectionState.OPEN):
+            return False
+        payload = single_binary_frame(data)
+        if payload is None or len(payload) > self._max_message_size:
+            return False
+        if self._reply is ReplyFrames.MIRROR:
+            self._reply_text = False
+        out.messages += 1
+        if payload:
+            out.add_target(payload)
+        return True
 
     def _feed(self, data: bytes | None, out: Output) -> None:
         if self._ws.state is ConnectionState.CLOSED:

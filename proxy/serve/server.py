@@ -10,11 +10,11 @@ from __future__ import annotations
 import errno
 import logging
 import os
+import select
 import socket
 import socketserver
 import dataclasses
 import sys
-import threading
 import time
 from typing import Any
 
@@ -22,6 +22,7 @@ from proxy.transport import tls
 from proxy.errors import StartupError
 from proxy.serve.context import Connections, RequestContext
 from proxy.serve.handler import ProxyRequestHandler
+from proxy.serve.pool import HandlerPool, PoolClosed
 from proxy.access.admission import Admission
 from proxy.observe.metrics import Metrics
 from proxy.access.plugins import load_plugin
@@ -55,14 +56,14 @@ def _plugin(name: str | None, kind: str, source: str | None) -> Any:
 
 
 class ProxyServer(socketserver.ThreadingTCPServer):
-    """A thread per connection; the handler upgrades and relays (see ``proxy.serve.handler``).
+    """A thread per connection, from a pool (``proxy.serve.pool``); the handler upgrades
+    and relays (see ``proxy.serve.handler``).
 
     Embedding: ``server = ProxyServer(settings)`` binds at once; run
     ``server.serve_forever()`` in one thread, then ``server.shutdown()`` and
     ``server.server_close()`` from another (see README.rst, "Embedding").
     """
 
-    daemon_threads = True  # live connections must not keep the process alive after exit
     block_on_close = False  # server_close() must not wait for open connections
     allow_reuse_address = True  # websockify sets SO_REUSEADDR (spec §6)
     request_queue_size = 128  # listen() backlog; websockify uses 100, socketserver 5
@@ -89,6 +90,8 @@ class ProxyServer(socketserver.ThreadingTCPServer):
         #: --max-connections and --max-connections-per-ip (handlers take a ticket).
         self.admission = Admission(settings)
         self.connections = Connections()
+        #: The connection threads, started on demand and parked between connections (#19).
+        self.pool = HandlerPool(self.process_request_thread)
         #: What every handler gets instead of this server (#17 §2).
         self.context = RequestContext(
             settings, self.token_plugin, self.auth_plugin, self.server_tls,
@@ -185,15 +188,20 @@ class ProxyServer(socketserver.ThreadingTCPServer):
         self.context = dataclasses.replace(self.context, stop_signal=self.stop_signal,
                                            worker_index=index)
         self.connections.number_from(index + 1, count)
+        self.pool = HandlerPool(self.process_request_thread)  # the parent's threads are not here
 
     def stop_sessions(self) -> None:
         """Ask every relaying connection to close with 1001 (they exit within ~1 s)."""
         self.stop_signal.set()
 
     def server_close(self) -> None:
-        """Close the listener and the shutdown signal; call once serving has stopped."""
+        """Close the listener and the shutdown signal; call once serving has stopped.
+
+        Parked handler threads exit; busy ones finish their connection first.
+        """
         self.close_listener()
         self.stop_signal.close()
+        self.pool.close()
 
     @property
     def port(self) -> int:
@@ -244,19 +252,21 @@ class ProxyServer(socketserver.ThreadingTCPServer):
         self.dispatch(request, client_address)
 
     def dispatch(self, request: Any, client_address: Any) -> None:
-        """Hand a counted connection to a handler thread (the one place that starts one).
+        """Hand a counted connection to a handler thread (the one place that does).
 
-        Taken by whichever side handles the request: the new thread, or this one when
-        the thread never ran. Thread.start() waits for the thread to run, and a SIGTERM
-        (_Terminate) can interrupt that wait after the thread took the request.
+        A parked pool thread takes it, or a new one when all are busy (``HandlerPool``,
+        issue #19: no Thread.start() wait per connection). Taken by whichever side handles
+        it: a pool thread, or this one when none took it yet. A SIGTERM (_Terminate) can
+        interrupt the hand-off after a thread took the request.
         """
-        owner = threading.Lock()
-        thread = threading.Thread(target=self._request_thread, daemon=self.daemon_threads,
-                                  args=(request, client_address, owner))
+        job = (request, client_address)
         try:
-            thread.start()
+            self.pool.submit(job)
+        except PoolClosed:
+            self._connection_done()
+            raise
         except BaseException as exc:
-            if owner.acquire(blocking=False):
+            if self.pool.withdraw(job):
                 self._connection_done()  # no thread will handle it (e.g. the thread limit)
                 raise
             # The thread has it: socketserver would close the request under it if this
@@ -266,11 +276,58 @@ class ProxyServer(socketserver.ThreadingTCPServer):
             self._interrupted = exc
 
     def handle_request(self) -> None:
-        """socketserver's, then the stop that interrupted a ``dispatch`` (see there)."""
+        """socketserver's, then the stop that interrupted a ``dispatch`` (see there).
+
+        The accept loop (``proxy.process.runner``) calls this once per connection, and
+        socketserver's builds and registers a new selector each time; one poll object
+        kept for the listener does the same wait without that work (issue #19).
+        """
         try:
-            super().handle_request()
+            if self.socket.fileno() < 0:
+                super().handle_request()  # closed: socketserver's error, as before
+            elif self._wait_for_request():
+                self._accept_one()
+            else:
+                self.handle_timeout()
         finally:
             self._raise_interrupted()
+
+    def _wait_for_request(self) -> bool:
+        """Wait for the listener to be readable within socketserver's timeout rules."""
+        timeout = self.socket.gettimeout()  # --workers: the shared listener's accept wait
+        if timeout is None:
+            timeout = self.timeout
+        elif self.timeout is not None:
+            timeout = min(timeout, self.timeout)
+        fd = self.socket.fileno()
+        if self._poll_fd != fd:  # first use, or a new listener (inherited, rebound)
+            self._poll = select.poll()
+            self._poll.register(fd, select.POLLIN)
+            self._poll_fd = fd
+        # poll() retries on EINTR with the time left (PEP 475); a signal handler's
+        # exception (SIGTERM's) propagates from here as from socketserver's select().
+        return bool(self._poll.poll(None if timeout is None else timeout * 1000))
+
+    def _accept_one(self) -> None:
+        """socketserver's handling of one readable listener, hook for hook."""
+        try:
+            request, client_address = self.get_request()
+        except OSError:
+            return
+        if not self.verify_request(request, client_address):
+            self.shutdown_request(request)
+            return
+        try:
+            self.process_request(request, client_address)
+        except Exception:
+            self.handle_error(request, client_address)
+            self.shutdown_request(request)
+        except BaseException:
+            self.shutdown_request(request)
+            raise
+
+    _poll_fd = -1
+    _poll: select.poll
 
     def service_actions(self) -> None:
         """serve_forever()'s hook after each request: the same deferred stop."""
@@ -283,11 +340,6 @@ class ProxyServer(socketserver.ThreadingTCPServer):
             raise interrupted
 
     _interrupted: BaseException | None = None  # see dispatch
-
-    def _request_thread(self, request: Any, client_address: Any,
-                        owner: threading.Lock) -> None:
-        if owner.acquire(blocking=False):
-            self.process_request_thread(request, client_address)
 
     def finish_request(self, request: Any, client_address: Any) -> None:
         """socketserver's, handing the handler the context instead of this server (#17 §2)."""

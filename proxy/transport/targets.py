@@ -6,6 +6,7 @@ TCP_NODELAY and SO_KEEPALIVE live in this module (spec §6).
 
 from __future__ import annotations
 
+import functools
 import socket
 import ssl
 from collections.abc import Callable
@@ -31,9 +32,13 @@ def open_target(host: str, port: int, timeout: float) -> socket.socket:
     Raises:
         TargetError: the target could not be reached; ``__cause__`` holds the OSError.
     """
+    family = numeric_family(host)
     try:
-        sock = socket.create_connection((host, port), timeout=timeout)
-    except OSError as exc:
+        if family is None:
+            sock = socket.create_connection((host, port), timeout=timeout)
+        else:
+            sock = _connect_numeric(family, host, port, timeout)
+    except (OSError, OverflowError) as exc:  # OverflowError: a port over 65535 (connect())
         raise TargetError(str(exc)) from exc
     try:
         tune_tcp(sock)
@@ -41,6 +46,34 @@ def open_target(host: str, port: int, timeout: float) -> socket.socket:
     except OSError as exc:
         sock.close()
         raise TargetError(str(exc)) from exc
+    return sock
+
+
+@functools.lru_cache(maxsize=256)
+def numeric_family(host: str) -> int | None:
+    """AF_INET or AF_INET6 for an IP address literal, None for a name to resolve.
+
+    A fixed numeric target needs no getaddrinfo() per connection (issue #19). Forms
+    inet_pton() does not take (``127.1``, ``fe80::1%eth0``) go through getaddrinfo().
+    """
+    for family in (socket.AF_INET, socket.AF_INET6):
+        try:
+            socket.inet_pton(family, host)
+        except (OSError, ValueError):
+            continue
+        return family
+    return None
+
+
+def _connect_numeric(family: int, host: str, port: int, timeout: float) -> socket.socket:
+    """``socket.create_connection`` for one known address: the same errors, no lookup."""
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.settimeout(timeout)
+        sock.connect((host, port))
+    except BaseException:
+        sock.close()
+        raise
     return sock
 
 

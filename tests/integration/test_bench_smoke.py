@@ -24,7 +24,8 @@ NODE_DIR = ROOT / "tests" / "node"
 
 
 def test_a_quick_bench_run_prints_a_table_with_numbers(tmp_path: Path) -> None:
-    """`scripts/bench --quick --only ours,direct` finishes and prints figures for each."""
+    """`scripts/bench --quick --only ours,direct` finishes and prints figures for each,
+    behind both target servers (issue #19)."""
     if shutil.which("node") is None:
         pytest.skip("node is not installed")
     if not (NODE_DIR / "node_modules" / "ws" / "package.json").is_file():
@@ -40,10 +41,19 @@ def test_a_quick_bench_run_prints_a_table_with_numbers(tmp_path: Path) -> None:
         stdin=subprocess.DEVNULL,
     )
     assert res.returncode == 0, res.stderr[-2000:]
-    for label in ("client→target 64 KiB msgs", "target→client 64 KiB reads",
-                  "connections/s", "32 B echo p50"):
-        line = next(line for line in res.stdout.splitlines() if line.startswith(label))
-        assert re.search(r"\d[\d,.]* \[", line), line  # "median [min–max]" for each peer
-        assert "—" not in line.split(")", 1)[1], line
+    # Both target servers (issue #19), each with its own medians table.
+    node, python = res.stdout.split("Behind the one-process Python epoll target server")
+    assert "Behind the Node target server (backend.mjs):" in node, res.stdout
+    for part in (node, python):
+        for label in ("client→target 64 KiB msgs", "target→client 64 KiB reads",
+                      "connections/s", "32 B echo p50", "echo p50, 2 streams",
+                      "echo p99, 8 streams"):
+            line = next(line for line in part.splitlines() if line.startswith(label))
+            assert re.search(r"\d[\d,.]* \[", line), line  # "median [min–max]" per peer
+            assert "—" not in line.split(")", 1)[1], line
+        # The proxy's CPU per connection: a figure for ours, none for a direct connection.
+        line = next(line for line in part.splitlines()
+                    if line.startswith("proxy CPU per connection (µs)"))
+        assert re.match(r"proxy CPU per connection \(µs\)\s+[\d,.]+ \[.*\]\s+—", line), line
     assert re.search(r"^ours\s+200\s+200\s+200\s", res.stdout, re.M), res.stdout
     assert out.is_file()

@@ -51,6 +51,10 @@ def open_connections(port: int) -> int:
     return count
 
 
+#: futex()'s number in /proc/PID/task/TID/syscall (x86-64 202, arm64 98).
+_FUTEX = {"x86_64": "202", "aarch64": "98"}.get(os.uname().machine, "202")
+
+
 class ProcessProbe:
     """Open file descriptors and threads of a (Linux) process, read from /proc."""
 
@@ -61,11 +65,19 @@ class ProcessProbe:
         return len(os.listdir(f"/proc/{self.pid}/fd"))
 
     def threads(self) -> int:
-        with open(f"/proc/{self.pid}/status", encoding="ascii") as status:
-            for line in status:
-                if line.startswith("Threads:"):
-                    return int(line.split()[1])
-        raise AssertionError("no Threads: line in /proc/PID/status")
+        """Threads not parked: a handler thread waiting in the pool for its next connection
+        (issue #19, ``proxy.serve.pool``) sits in futex() and is no leak; one stuck in a
+        socket call (poll, recv, send, connect) is, and counts."""
+        busy = 0
+        for tid in os.listdir(f"/proc/{self.pid}/task"):
+            try:
+                with open(f"/proc/{self.pid}/task/{tid}/syscall", encoding="ascii") as call:
+                    number = call.read().split()[0]
+            except (FileNotFoundError, IndexError):
+                continue  # exited meanwhile
+            if number != _FUTEX:
+                busy += 1
+        return busy
 
     def snapshot(self) -> tuple[int, int]:
         return self.fds(), self.threads()
