@@ -80,6 +80,7 @@ class LiveSession:
             "time": jsonlog.iso_time(session.started),
             "client": session.client or session.peer,
             "peer": session.peer,
+            "peer_port": session.peer_port,
             "target": session.target,
             "token": token,
             "subprotocol": session.subprotocol,

@@ -29,7 +29,8 @@ from typing import Any
 from urllib.parse import parse_qs
 
 from proxy.access.auth import BasicHTTPAuth
-from proxy.observe.registry import LiveSession, SessionRegistry
+from proxy.serve.adminsessions import LocalSessions
+from proxy.serve.context import RequestContext
 from proxy.settings import Settings
 
 log = logging.getLogger("proxy.admin")
@@ -134,23 +135,13 @@ def close_parameters(body: bytes) -> tuple[int, str] | Answer:
     return code, reason
 
 
-def close(live: LiveSession, code: int, reason: str, admin: str) -> bool:
-    """Ask ``live``'s relay to close; one log line naming the admin client (issue #21)."""
-    if not live.close_request.request(code, reason):
-        return False  # already closing on an earlier request
-    log.info("%s: admin: closing session %d (client %s, target %s): %d %s", admin, live.id,
-             live.session.client or live.session.peer, live.session.target, code, reason)
-    return True
-
-
-def answer(settings: Settings, registry: SessionRegistry, method: str, rest: str,
-           query: str, body: bytes, admin: str) -> Answer:
+def answer(view: LocalSessions, method: str, rest: str, query: str, body: bytes,
+           admin: str) -> Answer:
     """The API once access is granted: ``rest`` is the path after ``--admin-path``."""
     if rest == "/sessions":
         if method not in ("GET", "HEAD"):
             return error(HTTPStatus.METHOD_NOT_ALLOWED, "use GET", ("Allow", "GET, HEAD"))
-        return Answer(HTTPStatus.OK, {"sessions": [
-            live.describe(settings.admin_show_tokens) for live in registry.snapshot()]})
+        return Answer(HTTPStatus.OK, {"sessions": view.listing()})
     one = _CLOSE_ONE.fullmatch(rest)
     if one is None and rest != "/sessions/close":
         return error(HTTPStatus.NOT_FOUND, "no such admin path")
@@ -161,24 +152,26 @@ def answer(settings: Settings, registry: SessionRegistry, method: str, rest: str
         return parameters
     code, reason = parameters
     if one is not None:
-        live = registry.get(int(one.group(1)))
-        if live is None:
+        session_id = int(one.group(1))
+        closed = view.close(session_id, code, reason, admin)
+        if closed is None:
             return error(HTTPStatus.NOT_FOUND, "no such session")
-        return Answer(HTTPStatus.OK, {"closed": [live.id] if close(live, code, reason, admin)
-                                      else []})
+        return Answer(HTTPStatus.OK, {"closed": [session_id] if closed else []})
     match = {key: values[-1] for key, values in parse_qs(query).items()
              if key in ("token", "target")}
     if not match:
         return error(HTTPStatus.BAD_REQUEST, "give token= or target=")
-    chosen = registry.matching(match.get("token"), match.get("target"))
-    return Answer(HTTPStatus.OK, {"closed": [
-        live.id for live in chosen if close(live, code, reason, admin)]})
+    return Answer(HTTPStatus.OK, {"closed": view.close_matching(
+        match.get("token"), match.get("target"), code, reason, admin)})
 
 
-def serve(handler: BaseHTTPRequestHandler, settings: Settings,
-          registry: SessionRegistry | None, rest: str, head: bool) -> None:
+def serve(handler: BaseHTTPRequestHandler, context: RequestContext, rest: str,
+          head: bool) -> None:
     """Answer one admin request through ``handler`` (access rules first)."""
-    assert registry is not None  # the server makes one whenever --admin-path is set
+    settings, view = context.settings, context.admin_view
+    if view is None:
+        assert context.sessions is not None  # the server makes one with --admin-path
+        view = LocalSessions(context.sessions, settings.admin_show_tokens)
     peer = handler.client_address
     admin = str(peer[0]) if isinstance(peer, tuple) and peer else settings.unix_listen or "unix"
     result = refusal(settings, peer, handler.command, handler.headers)
@@ -195,7 +188,7 @@ def serve(handler: BaseHTTPRequestHandler, settings: Settings,
                  handler.path.split("?", 1)[0], result.status, result.body["error"])
     else:
         query = handler.path.partition("?")[2]
-        result = answer(settings, registry, handler.command, rest, query, body, admin)
+        result = answer(view, handler.command, rest, query, body, admin)
     _send(handler, result, head)
 
 

@@ -227,7 +227,7 @@ class ProxyRequestHandler(RequestLog, BaseHTTPRequestHandler):
         rest = admin.route(self.settings, self.path)
         if rest is not None:  # its own access rules, and open at the connection limit, so
             # an operator can end sessions then; --web-auth does not open it (issue #21)
-            admin.serve(self, self.settings, self.context.sessions, rest, head)
+            admin.serve(self, self.context, rest, head)
             return
         if self.ticket.refusal is not None:
             self.close_connection = True

@@ -66,6 +66,7 @@ def test_lists_a_session_with_its_figures(start_proxy: StartProxy,
         assert isinstance(live["id"], int) and live["id"] >= 1
         assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", live["time"])
         assert (live["client"], live["peer"]) == ("127.0.0.1", "127.0.0.1")
+        assert live["peer_port"] == client.sock.getsockname()[1]
         assert live["target"] == f"127.0.0.1:{echo_backend.port}"
         assert (live["token"], live["subprotocol"], live["tls"]) == (None, "binary", False)
         # 5 payload bytes in one masked frame of 11; 5 back from the target.
@@ -296,3 +297,58 @@ def test_refuses_to_start_without_credentials(args: tuple[str, ...], message: st
                           capture_output=True, text=True, env=clean_env(), timeout=TIMEOUT)
     assert done.returncode == 2
     assert done.stderr.rstrip("\n").endswith(f"error: {message}")
+
+
+# -- --workers ------------------------------------------------------------------------------
+
+
+def sessions_in_both_workers(proxy: ProxyProcess, clients: list[WSClient],
+                             workers: list[int]) -> list[dict[str, Any]]:
+    """Open sessions until both workers relay at least one (whichever worker accepts
+    a connection is the kernel's choice), at most 16; the listing once they do."""
+    listed: list[dict[str, Any]] = []
+    while len(clients) < 16:
+        client = WSClient.connect(proxy.port)
+        clients.append(client)
+        session_to(client)
+        listed = sessions(proxy)
+        if {live["pid"] for live in listed} == set(workers):
+            return listed
+    raise AssertionError(f"16 sessions, not in both workers {workers}: {listed}")
+
+
+def test_workers_list_and_close_sessions_of_both(start_proxy: StartProxy,
+                                                 echo_backend: EchoBackend) -> None:
+    from tests.integration.test_workers import two_workers
+    proxy = start_proxy(echo_backend.port, *ADMIN, "--workers", "2")
+    workers = two_workers(proxy)
+    clients: list[WSClient] = []
+    try:
+        listed = sessions_in_both_workers(proxy, clients, workers)
+        assert len(listed) == len(clients)
+        # Every worker answers with every session, whichever of them takes the request.
+        for _ in range(6):
+            assert [live["id"] for live in sessions(proxy)] == [live["id"] for live in listed]
+        port_of = {client.sock.getsockname()[1]: client for client in clients}
+        by_id = {live["id"]: port_of[live["peer_port"]] for live in listed}
+        first_of = {live["pid"]: live["id"] for live in reversed(listed)}
+        for pid in workers:  # close one session of each worker
+            session_id = first_of[pid]
+            body = json.dumps({"code": 4000 + session_id % 1000, "reason": f"w{pid}"}).encode()
+            response = admin_request(proxy.port, "POST", f"/admin/sessions/{session_id}/close",
+                                     body=body)
+            assert json.loads(response.body) == {"closed": [session_id]}
+            close = by_id[session_id].recv_close()
+            assert (close.code, close.reason) == (4000 + session_id % 1000, f"w{pid}")
+        for session_id, client in by_id.items():
+            if session_id not in first_of.values():
+                session_to(client, b"untouched")
+        rest = sorted(set(by_id) - set(first_of.values()))
+        bulk = admin_request(proxy.port, "POST",
+                             f"/admin/sessions/close?target=127.0.0.1:{echo_backend.port}")
+        assert json.loads(bulk.body) == {"closed": rest}
+        for session_id in rest:
+            assert by_id[session_id].recv_close().code == 1001
+    finally:
+        for client in clients:
+            client.close_socket()

@@ -48,7 +48,7 @@ def test_live_tap_counts_and_passes_on() -> None:
 
 
 def session(token: str | None, target: str) -> Session:
-    s = Session(peer="10.0.0.1", started=0.0, started_monotonic=100.0)
+    s = Session(peer="10.0.0.1", peer_port=5555, started=0.0, started_monotonic=100.0)
     s.client, s.token, s.target, s.subprotocol = "192.0.2.7", token, target, "binary"
     return s
 
@@ -61,7 +61,7 @@ def test_describe_uses_the_session_record_names() -> None:
     described = live.describe(show_tokens=False, now=102.0)
     assert described == {
         "id": 7, "time": "1970-01-01T00:00:00.000Z", "client": "192.0.2.7", "peer": "10.0.0.1",
-        "target": "h:1", "token": "abcd", "subprotocol": "binary", "tls": False,
+        "peer_port": 5555, "target": "h:1", "token": "abcd", "subprotocol": "binary", "tls": False,
         "bytes_from_client": 30, "bytes_from_target": 40, "messages_from_client": 0,
         "messages_from_target": 0, "duration": 2.0, "idle": 1.5, "pid": os.getpid()}
     assert live.describe(show_tokens=True)["token"] == "abcdefgh"
