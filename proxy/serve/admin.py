@@ -106,9 +106,13 @@ def refusal(settings: Settings, peer: Any, method: str, headers: Any) -> Answer 
     """The access rules, in order; None when the request may go on."""
     if not peer_allowed(settings, peer):
         return error(HTTPStatus.FORBIDDEN, "peer not allowed")
+    marked = headers.get(ADMIN_HEADER, "").strip() == "1"
     if not credentials_valid(settings, headers.get("Authorization")):
-        return error(HTTPStatus.UNAUTHORIZED, "credentials required", REALM)
-    if method == "POST" and headers.get(ADMIN_HEADER, "").strip() != "1":
+        # A script that marks its requests (the diagnostics page) asks for credentials
+        # itself: a WWW-Authenticate would make the browser prompt in its stead.
+        return error(HTTPStatus.UNAUTHORIZED, "credentials required",
+                     *(() if marked else (REALM,)))
+    if method == "POST" and not marked:
         return error(HTTPStatus.FORBIDDEN, f"{ADMIN_HEADER}: 1 required")
     return None
 

@@ -223,10 +223,13 @@ def test_unknown_session_and_unknown_paths(start_proxy: StartProxy,
 def test_without_the_credentials_401(start_proxy: StartProxy, echo_backend: EchoBackend,
                                      auth: str | None) -> None:
     proxy = start_proxy(echo_backend.port, *ADMIN)
-    response = admin_request(proxy.port, "GET", "/admin/sessions", auth=auth)
+    response = admin_request(proxy.port, "GET", "/admin/sessions", auth=auth, headers="")
     assert response.status == 401
     assert response.header("WWW-Authenticate") == 'Basic realm="websockify admin"'
     assert b"sessions" not in response.body
+    # A script marking its requests (the diagnostics page) gets no browser prompt.
+    marked = admin_request(proxy.port, "GET", "/admin/sessions", auth=auth)
+    assert (marked.status, marked.header("WWW-Authenticate")) == (401, None)
     proxy.wait_for_log("127.0.0.1: admin: refused GET /admin/sessions: 401 credentials required")
 
 

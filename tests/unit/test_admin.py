@@ -74,6 +74,9 @@ def test_refusals_in_order() -> None:
     refused = admin.refusal(SETTINGS, ("127.0.0.1", 1), "POST", headers())
     assert refused is not None and refused.status == HTTPStatus.UNAUTHORIZED
     assert refused.headers == (("WWW-Authenticate", 'Basic realm="websockify admin"'),)
+    marked = admin.refusal(SETTINGS, ("127.0.0.1", 1), "GET", headers(X_Websockify_Admin="1"))
+    assert marked is not None and marked.status == HTTPStatus.UNAUTHORIZED
+    assert marked.headers == ()  # the page asks itself: no browser prompt
     refused = admin.refusal(SETTINGS, ("127.0.0.1", 1), "POST", headers(Authorization=ok))
     assert refused is not None and refused.status == HTTPStatus.FORBIDDEN
     assert admin.refusal(SETTINGS, ("127.0.0.1", 1), "GET", headers(Authorization=ok)) is None
