@@ -85,3 +85,14 @@ def test_sessions_are_listed_from_start_to_end_and_matched() -> None:
     assert not a.close_request.request(1000, "")  # freed with the session
     for live in (b, c):
         registry.end(live)
+
+
+def test_the_api_and_the_json_record_share_their_names() -> None:
+    """Issue #21: a figure both have goes by one name; only live figures are the API's own."""
+    from proxy.observe import sessionlog
+    live = SessionRegistry.watch(1, session("t", "h:1"), None)
+    api = set(live.describe(show_tokens=True))
+    record = set(sessionlog.record(live.session))
+    live_only = {"id", "messages_from_client", "messages_from_target", "idle", "pid"}
+    assert api - record == live_only
+    live.close_request.close()
