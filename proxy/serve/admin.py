@@ -199,6 +199,9 @@ def serve(handler: BaseHTTPRequestHandler, context: RequestContext, rest: str,
 def _read_body(handler: BaseHTTPRequestHandler) -> bytes | Answer:
     """The request body, bounded by ``MAX_BODY`` (a longer one closes the connection)."""
     length = handler.headers.get("Content-Length", "0").strip()
+    if "Transfer-Encoding" in handler.headers:  # chunked: not ours to parse
+        handler.close_connection = True
+        return error(HTTPStatus.BAD_REQUEST, "body must have a Content-Length")
     if not length.isdigit() or int(length) > MAX_BODY:
         handler.close_connection = True
         return error(HTTPStatus.BAD_REQUEST, f"body must be at most {MAX_BODY} bytes")
@@ -217,6 +220,8 @@ def _send(handler: BaseHTTPRequestHandler, result: Answer, head: bool) -> None:
     handler.send_header("Cache-Control", "no-store")
     for name, value in result.headers:
         handler.send_header(name, value)
+    if handler.close_connection:
+        handler.send_header("Connection", "close")  # a body left unread: we end here
     handler.end_headers()
     if not head:
         handler.wfile.write(data)

@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 from wsproto.events import BytesMessage
 
+from proxy.serve import admin
 from tests.conftest import TIMEOUT
 from tests.integration.conftest import StartProxy
 from tests.support.backends import EchoBackend
@@ -197,6 +198,37 @@ def test_a_bad_close_body_is_400_and_closes_nothing(start_proxy: StartProxy,
         assert response.status == 400, response
         assert "error" in json.loads(response.body)
         session_to(client, b"untouched")
+
+
+def test_a_body_too_large_or_chunked_is_400_and_ends_the_connection(
+        start_proxy: StartProxy, echo_backend: EchoBackend) -> None:
+    proxy = start_proxy(echo_backend.port, *ADMIN)
+    auth = f"Authorization: {GOOD}\r\nX-Websockify-Admin: 1\r\n"
+    for framing, body in ((f"Content-Length: {admin.MAX_BODY + 1}\r\n", b"x" * 1025),
+                          ("Transfer-Encoding: chunked\r\n", b"2\r\n{}\r\n0\r\n\r\n")):
+        request = (f"POST /admin/sessions/1/close HTTP/1.1\r\nHost: x\r\n{auth}{framing}"
+                   f"\r\n").encode() + body
+        response = raw_http(proxy.port, request)  # no Connection: close: the server ends it
+        assert response.status == 400
+        assert response.header("Connection") == "close"
+
+
+def test_the_json_record_of_a_closed_session(start_proxy: StartProxy,
+                                             echo_backend: EchoBackend) -> None:
+    proxy = start_proxy(echo_backend.port, *ADMIN, "--log-format", "json")
+    with WSClient.connect(proxy.port, subprotocols=["binary"]) as client:
+        session_to(client)
+        [live] = sessions(proxy)
+        body = b'{"code": 4002, "reason": "bye"}'
+        admin_request(proxy.port, "POST", f"/admin/sessions/{live['id']}/close", body=body)
+        client.reply_close(client.recv_close())
+    line = proxy.wait_for_log('"close_code":4002')
+    record = json.loads(line)
+    assert (record["close_reason"], record["closed_by"], record["subprotocol"]) == (
+        "bye", "server", "binary")
+    assert (record["peer_port"], record["target"]) == (live["peer_port"], live["target"])
+    admin_line = json.loads(proxy.wait_for_log("admin: closing session"))
+    assert admin_line["logger"] == "proxy.admin"
 
 
 def test_unknown_session_and_unknown_paths(start_proxy: StartProxy,
