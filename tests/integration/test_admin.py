@@ -8,7 +8,6 @@ import json
 import re
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +19,7 @@ from tests.conftest import TIMEOUT
 from tests.integration.conftest import StartProxy
 from tests.support.backends import EchoBackend
 from tests.support.process import ProxyProcess, clean_env
+from tests.support.waiting import wait_for
 from tests.support.wsclient import HTTPResponse, WSClient, raw_http
 
 pytestmark = pytest.mark.integration
@@ -80,10 +80,7 @@ def test_lists_a_session_with_its_figures(start_proxy: StartProxy,
 
 def assert_eventually_empty(proxy: ProxyProcess) -> None:
     """A session leaves the list when its relay ends."""
-    deadline = time.monotonic() + TIMEOUT
-    while sessions(proxy):
-        assert time.monotonic() < deadline, "the closed session is still listed"
-        time.sleep(0.05)
+    wait_for(lambda: sessions(proxy) == [], "the closed session to leave the list")
 
 
 def token_file(tmp_path: Path, *lines: str) -> str:
@@ -136,11 +133,10 @@ def test_closing_one_session_leaves_the_other(start_proxy: StartProxy,
 
 def sessions_after_close(proxy: ProxyProcess) -> list[dict[str, Any]]:
     """The list once the closed session's relay has ended (bounded wait)."""
-    deadline = time.monotonic() + TIMEOUT
-    while len(listed := sessions(proxy)) > 1:
-        assert time.monotonic() < deadline, listed
-        time.sleep(0.05)
-    return listed
+    def at_most_one() -> list[dict[str, Any]] | None:
+        listed = sessions(proxy)
+        return listed if len(listed) <= 1 else None
+    return wait_for(at_most_one, "the closed session to leave the list")
 
 
 def test_close_without_a_body_is_1001_from_an_operator(start_proxy: StartProxy,
