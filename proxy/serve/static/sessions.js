@@ -4,7 +4,7 @@
 // POST carries X-Websockify-Admin: 1, as the API requires.
 
 const REFRESH_MS = 1000;
-const SPARK_POINTS = 60; // one per refresh: the last minute
+const SPARK_POINTS = 30; // one per refresh: the last 30 seconds
 const $ = (id) => document.getElementById(id);
 
 const view = {
