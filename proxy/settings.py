@@ -262,6 +262,16 @@ class Settings:
     response_headers: tuple[tuple[str, str], ...] = ()
     #: ``--workers``: processes serving the one listening socket (``proxy.process.workers``).
     workers: int = 1
+    # -- live sessions (issue #21) --
+    #: ``--admin-path``: URL path of the sessions API; None = off.
+    admin_path: str | None = None
+    #: ``--admin-auth-source``: ``user:password`` for Basic auth (required with admin_path).
+    admin_auth: str | None = None
+    #: ``--admin-allow``: TCP peers that may use the API (never a forwarded address).
+    admin_allow: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = (
+        ipaddress.ip_network("127.0.0.0/8"), ipaddress.ip_network("::1/128"))
+    #: ``--admin-show-tokens``: list whole tokens (else their first 4 characters).
+    admin_show_tokens: bool = False
     # -- the parts (issue #17 §2), derived from the fields above in __post_init__ --
     limits: Limits = field(init=False, repr=False, compare=False)
     tls: TlsSettings = field(init=False, repr=False, compare=False)

@@ -15,6 +15,7 @@ _.close_connection
 _.request_version
 _.do_GET
 _.do_HEAD
+_.do_POST  # --admin-path closes (issue #21): http.server calls do_<METHOD>
 _.block_on_close
 _.request_queue_size
 _.process_request

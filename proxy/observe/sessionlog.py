@@ -46,6 +46,8 @@ class Session:
     status: int | None = None
     token: str | None = None
     target: str | None = None
+    #: The subprotocol answered in the 101 (issue #21: the admin API lists it too).
+    subprotocol: str | None = None
     relay: ByteCounts | None = None
     close_code: int | None = None
     close_reason: str | None = None
@@ -100,6 +102,7 @@ def record(session: Session, now: float | None = None) -> dict[str, Any]:
         "status": session.status,
         "token": session.token,
         "target": session.target,
+        "subprotocol": session.subprotocol,
         "bytes_from_client": relay.received_from_client if relay else 0,
         "bytes_from_target": relay.received_from_target if relay else 0,
         "duration": round(ended - session.started_monotonic, 3),

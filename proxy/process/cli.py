@@ -233,6 +233,20 @@ def _add_operations(parser: Parser) -> None:
              "threads (default 1; docs/scaling.rst)")
 
 
+def _add_admin(parser: Parser) -> None:
+    """The live-sessions API (issue #21; docs/operations.rst)."""
+    add = parser.add_argument
+    add("--admin-path", type=url_path_type, metavar="PATH",
+        help="serve the live sessions as JSON at PATH/sessions and let them be closed "
+             "(needs --admin-auth-source)")
+    add("--admin-auth-source", metavar="USER:PASSWORD",
+        help="the Basic credentials every --admin-path request must carry")
+    add("--admin-allow", type=trusted_type, action="append", metavar="ADDR[,ADDR|CIDR]",
+        help="peers that may use --admin-path (repeatable; default 127.0.0.0/8 and ::1)")
+    add("--admin-show-tokens", **FLAG,
+        help="list whole tokens at --admin-path (default: their first 4 characters)")
+
+
 def build_parser() -> Parser:
     """Every websockify 0.13.0 option in its help order (spec §2.2), then ours."""
     parser = Parser(prog=PROG, usage=USAGE, allow_abbrev=False, auto_env_var_prefix="WEBSOCKIFY_",
@@ -244,6 +258,7 @@ def build_parser() -> Parser:
     _add_ours_requests(parser)
     _add_limits(parser)
     _add_operations(parser)
+    _add_admin(parser)
     add = parser.add_argument
     add("-c", "--config", is_config_file=True, metavar="FILE",
         help="read options from FILE (long option names, `name = value` lines)")

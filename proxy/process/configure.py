@@ -202,6 +202,7 @@ def settings_from(opts: argparse.Namespace, args: list[str], wrap: bool,
         idle_timeout=float(opts.idle_timeout),
         **_limits(opts, error),
         **_operations(opts, pos.wrap_cmd, error),
+        **_admin(opts, error),
     )
 
 
@@ -306,3 +307,28 @@ def _operations(opts: argparse.Namespace, wrap_cmd: tuple[str, ...],
         "response_headers": tuple(opts.response_header or ()),
         "workers": opts.workers,
     }
+
+
+def _admin(opts: argparse.Namespace, error: Error) -> dict[str, Any]:
+    """``--admin-path`` and its access rules (issue #21, docs/operations.rst)."""
+    if not opts.admin_path:
+        for used, name in ((opts.admin_auth_source, "--admin-auth-source"),
+                           (opts.admin_allow, "--admin-allow"),
+                           (opts.admin_show_tokens, "--admin-show-tokens")):
+            if used:
+                error(f"You must use --admin-path to use {name}")
+        return {}
+    # Behind a reverse proxy on the same host every request comes from loopback, so
+    # the peer address alone never opens the API: credentials are required.
+    if not opts.admin_auth_source or ":" not in opts.admin_auth_source:
+        error("--admin-path needs --admin-auth-source USER:PASSWORD")
+    if opts.admin_path in (opts.metrics_path, opts.health_path):
+        error("--admin-path must differ from --metrics-path and --health-path")
+    admin = {
+        "admin_path": opts.admin_path.rstrip("/") or "/",
+        "admin_auth": opts.admin_auth_source,
+        "admin_show_tokens": opts.admin_show_tokens,
+    }
+    if opts.admin_allow:
+        admin["admin_allow"] = tuple(net for nets in opts.admin_allow for net in nets)
+    return admin

@@ -23,6 +23,7 @@ from proxy.process import daemon, sdnotify, workers, wrap
 from proxy.process.reload import hangup_ends_process, reload_parent, sighup_handler
 from proxy.protocol import speedups
 from proxy.errors import StartupError
+from proxy.serve import admingroup
 from proxy.serve.server import ProxyServer
 from proxy.settings import Settings
 
@@ -275,8 +276,13 @@ def _detach(server: ProxyServer, settings: Settings) -> bool:
 
 def _run_workers(server: ProxyServer, settings: Settings) -> int:
     """``--workers``: the parent supervises, each worker runs ``_run`` (proxy.process.workers)."""
+    # --admin-path: the workers' control sockets (proxy.serve.admingroup, issue #21).
+    directory = admingroup.make_directory() if settings.admin_path else None
+
     def work(index: int) -> int:
         server.after_fork(index, settings.workers)
+        if directory is not None:
+            admingroup.join(server, directory, index, settings.workers)
         return _run(server, settings, None, stop_signals=(workers.WORKER_STOP,))
 
     server.share_listener(TICK)
@@ -289,6 +295,8 @@ def _run_workers(server: ProxyServer, settings: Settings) -> int:
                                  settings.drain_timeout + SHUTDOWN_GRACE, on_hup)
     finally:
         server.server_close()
+        if directory is not None:
+            admingroup.remove_directory(directory)
 
 
 def _run(server: ProxyServer, settings: Settings, wrapper: wrap.Wrapper | None,

@@ -17,6 +17,8 @@ from typing import Any
 
 from proxy.access.admission import Admission
 from proxy.observe.metrics import Metrics
+from proxy.observe.registry import SessionRegistry
+from proxy.serve.adminsessions import LocalSessions
 from proxy.settings import Settings
 from proxy.transport.sockio import StopSignal
 from proxy.transport.tls import ServerTLS
@@ -105,3 +107,7 @@ class RequestContext:
     connections: Connections
     #: ``--workers``: this worker's index (from 0); None in a single process.
     worker_index: int | None = None
+    #: ``--admin-path``: the live sessions (issue #21); None without it.
+    sessions: SessionRegistry | None = None
+    #: ``--admin-path`` with ``--workers``: every worker's sessions (``admingroup``).
+    admin_view: LocalSessions | None = None

@@ -20,7 +20,7 @@ from proxy.access import resolve
 from proxy.access.admission import Ticket
 from proxy.observe import probes, sessionlog
 from proxy.protocol import forwarded, handshake, proxyproto
-from proxy.serve import decision, web
+from proxy.serve import admin, decision, web
 from proxy.serve.context import RequestContext
 from proxy.transport import tls
 from proxy.errors import (HandshakeError, RequestError, RequestHeadTooLarge, RequestTimeout,
@@ -187,6 +187,7 @@ class ProxyRequestHandler(RequestLog, BaseHTTPRequestHandler):
                 _close(early)
             raise
         self._log_upgrade()
+        self.session.subprotocol = accepted.upgrade.subprotocol
         s = self.settings
         # Held-back binary pieces count against the same bound as the relay's buffers.
         compressed = accepted.deflate is not None and accepted.deflate.enabled()
@@ -223,6 +224,11 @@ class ProxyRequestHandler(RequestLog, BaseHTTPRequestHandler):
 
     def _serve_web(self, head: bool) -> None:
         """A plain GET/HEAD: ``--web`` files, ``--diagnostics`` pages (``proxy.serve.web``)."""
+        rest = admin.route(self.settings, self.path)
+        if rest is not None:  # its own access rules, and open at the connection limit, so
+            # an operator can end sessions then; --web-auth does not open it (issue #21)
+            admin.serve(self, self.context, rest, head)
+            return
         if self.ticket.refusal is not None:
             self.close_connection = True
             self._reject(self.ticket.refusal)
@@ -259,8 +265,16 @@ class ProxyRequestHandler(RequestLog, BaseHTTPRequestHandler):
                        live=probes.fullest(admission.live, snapshot if grouped else None),
                        limit=admission.max_connections, snapshot=snapshot)
 
-    # Other methods have no do_X: http.server answers "501 Unsupported method ('POST')",
-    # which is 0.13.0's answer (spec §4.2, §14).
+    def do_POST(self) -> None:
+        """Only ``--admin-path`` takes a POST (issue #21); elsewhere http.server's 501 as
+        for any method without a do_X, which is 0.13.0's answer (spec §4.2, §14)."""
+        if admin.route(self.settings, self.path) is None:
+            self.send_error(HTTPStatus.NOT_IMPLEMENTED, f"Unsupported method ({self.command!r})")
+            return
+        self.ticket.name(self.address_string())
+        self._serve_web(head=False)
+
+    # Other methods have no do_X: http.server answers "501 Unsupported method ('PUT')".
 
     def _standard_headers(self) -> list[tuple[str, str]]:
         return [("Server", self.version_string()), ("Date", self.date_time_string()),
@@ -340,13 +354,20 @@ class ProxyRequestHandler(RequestLog, BaseHTTPRequestHandler):
                 self.session.failure, self.session.close_code = "target", INTERNAL_ERROR
                 close_session(self.request, stream, INTERNAL_ERROR, CONNECT_FAILED, s.limits)
                 return
+            registry = self.context.sessions  # --admin-path (issue #21)
+            live = None if registry is None else registry.watch(self.session_id, self.session, tap)
             relay = Relay(self.request, sock, stream, s.limits, self.context.stop_signal,
-                          tap=tap)
+                          tap=tap if live is None else live.tap,
+                          close_request=None if live is None else live.close_request)
             self.session.relay = relay
             self.context.metrics.relay_started(relay)
             try:
+                if registry is not None and live is not None:
+                    registry.start(live, relay)
                 info = relay.run(self.rfile.take_buffered())
             finally:
+                if registry is not None and live is not None:
+                    registry.end(live)
                 _close(sock)
         finally:
             if tap is not None:

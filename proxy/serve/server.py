@@ -25,6 +25,7 @@ from proxy.serve.handler import ProxyRequestHandler
 from proxy.serve.pool import HandlerPool, PoolClosed
 from proxy.access.admission import Admission
 from proxy.observe.metrics import Metrics
+from proxy.observe.registry import SessionRegistry
 from proxy.access.plugins import load_plugin
 from proxy.transport.sockio import StopSignal
 from proxy.settings import Settings
@@ -96,7 +97,7 @@ class ProxyServer(socketserver.ThreadingTCPServer):
         self.context = RequestContext(
             settings, self.token_plugin, self.auth_plugin, self.server_tls,
             self.target_context, self.admission, self.metrics, self.stop_signal,
-            self.connections)
+            self.connections, sessions=SessionRegistry() if settings.admin_path else None)
         self._last_backoff_log = 0.0
         address: Any
         if settings.unix_listen:

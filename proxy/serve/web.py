@@ -41,6 +41,7 @@ BUILTIN_FILES = {
     "diagnostics.html": "diagnostics.html",
     "diagnostics.js": "diagnostics.js",
     "websockify.js": "websockify.js",
+    "sessions.js": "sessions.js",  # the live sessions view (issue #21)
 }
 #: Types that must be right whatever the system's mime.types says: browsers refuse ES
 #: modules and ``WebAssembly.instantiateStreaming`` with a wrong Content-Type.
@@ -192,6 +193,8 @@ def diagnostics_config(settings: Settings) -> dict[str, object]:
         "textFrames": settings.text_frames.value,
         "heartbeat": settings.heartbeat,
         "authPlugin": settings.auth_plugin,
+        # --admin-path: the page's Sessions view reads it (issue #21); null = hidden.
+        "adminPath": settings.admin_path,
     }
 
 

@@ -29,6 +29,7 @@ from proxy.protocol.closes import (ABNORMAL, GOING_AWAY, NORMAL, SHUTTING_DOWN, 
                                    CloseCode, CloseInfo)
 from proxy.protocol.stream import ClientStream, Output
 from proxy.settings import Limits
+from proxy.transport.closerequest import CloseRequest
 from proxy.transport.relaytimers import CLIENT_LEFT, TARGET_LEFT, SessionTimers
 from proxy.transport.sockio import (GONE, PEER_SHUT, READ, WRITE, Outbox, Poller, StopSignal,
                                     recv_some)
@@ -77,6 +78,7 @@ class Relay(SessionTimers):
         limits: Limits = Limits(),
         stop: StopSignal | None = None,
         tap: Tap | None = None,
+        close_request: CloseRequest | None = None,
     ) -> None:
         self.client = client
         self.target = target
@@ -104,6 +106,8 @@ class Relay(SessionTimers):
         self._start_timers(limits)  # proxy.transport.relaytimers: pings and per-session limits
         self._stop = stop
         self._tap = tap
+        #: ``--admin-path``: an operator's close of this one session (issue #21).
+        self._close_request = close_request
 
     def run(self, leftover: bytes = b"") -> CloseInfo:
         """Relay until the session is closed on both sides or the close deadline passes.
@@ -116,6 +120,8 @@ class Relay(SessionTimers):
         self.target.setblocking(False)
         if self._stop is not None:
             self._poller.set(self._stop, READ)
+        if self._close_request is not None:
+            self._poller.set(self._close_request, READ)
         if leftover:
             self._on_client_bytes(leftover)
         while True:
@@ -148,7 +154,7 @@ class Relay(SessionTimers):
             elif not self._target_lost:
                 self._on_stalled_target(events)
         else:
-            self._on_stop()
+            self._on_stop(fd)
 
     def _on_stalled_client(self, events: int) -> None:
         """The client, not read now (backpressure or closing), reset or sent its FIN."""
@@ -168,11 +174,18 @@ class Relay(SessionTimers):
         elif events & PEER_SHUT and self._target_fin_at is None:
             self._target_fin_at = time.monotonic()
 
-    def _on_stop(self) -> None:
-        """Server shutdown: close 1001 and give the client a short time to answer."""
-        assert self._stop is not None
-        self._poller.remove(self._stop)
-        self.to_client.append(self.stream.close(GOING_AWAY, SHUTTING_DOWN))
+    def _on_stop(self, fd: int) -> None:
+        """Server shutdown (1001) or an operator's close (issue #21): close and give the
+        client a short time to answer."""
+        request = self._close_request
+        if request is not None and fd == request.fileno():
+            self._poller.remove(request)
+            code, reason = request.code or GOING_AWAY, request.reason
+        else:
+            assert self._stop is not None
+            self._poller.remove(self._stop)
+            code, reason = GOING_AWAY, SHUTTING_DOWN
+        self.to_client.append(self.stream.close(code, reason))
         self._note_closing()
         assert self._close_deadline is not None
         self._close_deadline = min(self._close_deadline,

@@ -313,3 +313,67 @@ def test_the_js_library_in_node_with_ws_against_a_tcp_echo_target(
     result = run_driver("library.mjs", "node", str(LIBRARY), f"ws://127.0.0.1:{echo}/",
                         f"ws://127.0.0.1:{refused}/", f"ws://127.0.0.1:{dead}/")
     _library_expectations(result)
+
+
+# -- the Sessions view of the diagnostics page (issue #21) -----------------------------------
+
+
+def test_the_sessions_view_lists_and_closes_sessions(
+        start_proxy: StartProxy, echo_backend: EchoBackend, tmp_path: Path) -> None:
+    """Open the page, see two sessions appear, close one from the page: its client gets
+    the close code, the other session goes on."""
+    import threading
+    from wsproto.events import BytesMessage
+
+    from tests.support.wsclient import WSClient
+    _need_chromium()
+    proxy = start_proxy(echo_backend.port, "--diagnostics", "--admin-path", "/admin",
+                        "--admin-auth-source", "ops:s3cret")
+    clients = [WSClient.connect(proxy.port), WSClient.connect(proxy.port)]
+    talking = threading.Event()
+
+    def keep_kept_talking() -> None:
+        """The second client sends while the page watches (its sparkline moves); the
+        first one sends nothing, so its Close is the next thing it reads."""
+        while not talking.wait(0.3):
+            clients[1].send_binary(b"x" * 1000)
+    talker = threading.Thread(target=keep_kept_talking)
+    talker.start()
+    try:
+        result = run_driver("sessions.mjs", f"http://127.0.0.1:{proxy.port}/websockify/",
+                            "ops", "s3cret", str(tmp_path))
+    finally:
+        talking.set()
+        talker.join(TIMEOUT)
+    try:
+        assert result["refused"] == "401: credentials required"
+        assert result["status"] == "2 sessions"
+        before, after = result["before"], result["after"]
+        assert isinstance(before, list) and isinstance(after, list)
+        ports = {client.sock.getsockname()[1]: client for client in clients}
+        assert sorted(row["peerPort"] for row in before) == sorted(ports)
+        row = before[0]
+        assert row["cells"][1:3] == ["127.0.0.1", f"127.0.0.1:{echo_backend.port}"]
+        headings = result["headings"]
+        assert isinstance(headings, list) and headings[:3] == ["id", "client", "target"]
+        ids = sorted(r["id"] for r in before)
+        assert (result["ascending"], result["descending"]) == (ids, ids[::-1])
+        closed = result["closed"]
+        assert result["closedFromPage"] == [closed]
+        [left] = after
+        assert left["id"] != closed
+        by_id = {r["id"]: ports[r["peerPort"]] for r in before}
+        close = by_id[closed].recv_close()
+        assert (close.code, close.reason) == (1001, "Closed by an operator")
+        kept = by_id[left["id"]]
+        kept.send_binary(b"still here")
+        received = b""
+        while not received.endswith(b"still here"):  # after the talker's echoes
+            event = kept.next_event()
+            assert isinstance(event, BytesMessage)
+            received += event.data
+        if by_id[closed] is clients[1]:
+            pytest.fail("the page closed the talking client, whose echoes hide the Close")
+    finally:
+        for client in clients:
+            client.close_socket()

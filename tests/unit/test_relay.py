@@ -14,6 +14,7 @@ from wsproto.events import BytesMessage, CloseConnection, Event, Message, Ping, 
 
 from proxy.protocol.closes import CloseInfo
 from proxy.protocol.stream import ClientStream
+from proxy.transport.closerequest import CloseRequest
 from proxy.transport.relay import Limits, Relay, close_session
 from proxy.transport.sockio import StopSignal
 from tests.conftest import TIMEOUT
@@ -59,14 +60,15 @@ class Rig:
 
 @contextmanager
 def rig(limits: Limits = Limits(close_timeout=TIMEOUT), leftover: bytes = b"",
-        stop: StopSignal | None = None, **stream_args: object) -> Iterator[Rig]:
+        stop: StopSignal | None = None, close_request: CloseRequest | None = None,
+        **stream_args: object) -> Iterator[Rig]:
     client, server = open_pair()
     client_app, client_end = socket.socketpair()
     target_end, target_app = socket.socketpair()
     for sock in (client_app, target_app):
         sock.settimeout(TIMEOUT)
     stream = ClientStream(server, **stream_args)  # type: ignore[arg-type]
-    relay = Relay(client_end, target_end, stream, limits, stop)
+    relay = Relay(client_end, target_end, stream, limits, stop, close_request=close_request)
     r = Rig(client, client_app, target_app, relay)
 
     def run() -> None:
@@ -216,6 +218,29 @@ def test_the_stop_signal_closes_every_session_with_1001() -> None:
                 assert r.target_app.recv(10) == b""
     finally:
         stop.close()
+
+
+def test_a_close_request_closes_its_session_alone() -> None:
+    """An operator's close (issue #21) goes through the relay's close path: the Close with
+    the asked code and reason, then the target's EOF; the other session relays on."""
+    stop, request, other = StopSignal(), CloseRequest(), CloseRequest()
+    try:
+        with rig(stop=stop, close_request=request) as closed, \
+                rig(stop=stop, close_request=other) as kept:
+            assert request.request(4001, "maintenance")
+            assert not request.request(4002, "twice")  # the first request stands
+            close = closed.events(CloseConnection)[-1]
+            assert close == CloseConnection(code=4001, reason="maintenance")
+            closed.send(closed.client.send(close.response()))
+            assert closed.target_app.recv(10) == b""
+            kept.send(kept.client.send(Message(data=b"abc")))
+            assert kept.target_read(3) == b"abc"
+            assert closed.result == [CloseInfo(4001, "maintenance", by_client=False)]
+    finally:
+        stop.close()
+        request.close()
+        other.close()
+    assert not request.request(1000, "after the end")
 
 
 def test_a_protocol_error_closes_1002_then_half_closes_the_client() -> None:
