@@ -29,7 +29,9 @@ from proxy.protocol.closes import (CLIENT_STALLED, CONNECT_FAILED, INTERNAL_ERRO
                                    RECORDING_FAILED, TARGET_CLOSED, TARGET_STALLED, CloseInfo)
 from proxy.protocol.stream import ClientStream
 from proxy.transport.httpio import RequestReader, SocketWriter
-from proxy.transport.relay import Relay, close_session
+from proxy.transport.closing import close_session
+from proxy.transport.relay import Relay
+from proxy.transport.sockio import shut_and_close
 from proxy.observe.requestlog import RequestLog, log
 from proxy.settings import DEFAULT_CERT, Target
 from proxy.transport.targets import dial, tune_tcp
@@ -126,7 +128,7 @@ class ProxyRequestHandler(RequestLog, BaseHTTPRequestHandler):
         self.ticket.release()
         sessionlog.finish(self.session, self.context.metrics, self.settings)
         if isinstance(self.request, ssl.SSLSocket):
-            _close(self.request)
+            shut_and_close(self.request)
 
     def handle_one_request(self) -> None:
         # websockify waits 3 s for the first byte, then closes silently (spec §4.1).
@@ -184,7 +186,7 @@ class ProxyRequestHandler(RequestLog, BaseHTTPRequestHandler):
             self.wfile.write(accepted.response)
         except OSError:
             if early is not None:
-                _close(early)
+                shut_and_close(early)
             raise
         self._log_upgrade()
         self.session.subprotocol = accepted.upgrade.subprotocol
@@ -343,7 +345,7 @@ class ProxyRequestHandler(RequestLog, BaseHTTPRequestHandler):
             self.session.failure, self.session.close_code = "record", INTERNAL_ERROR
             close_session(self.request, stream, INTERNAL_ERROR, RECORDING_FAILED, s.limits)
             if sock is not None:
-                _close(sock)
+                shut_and_close(sock)
             return
         try:
             try:
@@ -368,7 +370,7 @@ class ProxyRequestHandler(RequestLog, BaseHTTPRequestHandler):
             finally:
                 if registry is not None and live is not None:
                     registry.end(live)
-                _close(sock)
+                shut_and_close(sock)
         finally:
             if tap is not None:
                 tap.close()
@@ -390,12 +392,3 @@ class ProxyRequestHandler(RequestLog, BaseHTTPRequestHandler):
             # Ours: a limit ended the session (docs/reliability.rst); not websockify's line.
             self.log_message("%s: Closing: %d %s", target.display, info.code, info.reason)
         self.log_verbose("%s: Closed target", target.display)
-
-
-def _close(sock: socket.socket) -> None:
-    """Shut down, then close: shutdown() is what wakes a thread blocked in recv()."""
-    try:
-        sock.shutdown(socket.SHUT_RDWR)
-    except OSError:
-        pass
-    sock.close()

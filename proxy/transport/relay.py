@@ -34,7 +34,7 @@ from proxy.transport.relaytimers import CLIENT_LEFT, TARGET_LEFT, SessionTimers
 from proxy.transport.sockio import (GONE, PEER_SHUT, READ, WRITE, Outbox, Poller, StopSignal,
                                     recv_some)
 
-__all__ = ["CLIENT_LEFT", "TARGET_LEFT", "Limits", "Relay", "Tap", "close_session"]
+__all__ = ["CLIENT_LEFT", "TARGET_LEFT", "Limits", "Relay", "Tap"]
 
 
 #: A target read at least this large but short of ``recv_size`` is followed by one more
@@ -385,27 +385,3 @@ class Relay(SessionTimers):
     def _close_by_us(self, code: CloseCode, reason: str) -> None:
         self.to_client.append(self.stream.close(code, reason))
         self._note_closing()
-
-
-def close_session(
-    client: socket.socket, stream: ClientStream, code: CloseCode, reason: str, limits: Limits
-) -> None:
-    """Close a session that has no target (connect failed) and wait for the client's Close.
-
-    websockify closes TCP right after its Close frame (spec §5.3); waiting for the reply,
-    bounded by ``limits.close_timeout``, keeps unread client bytes from turning our close
-    into a reset that could destroy the Close frame before the client reads it.
-    """
-    data = stream.close(code, reason)
-    deadline = time.monotonic() + limits.close_timeout
-    try:
-        client.settimeout(limits.close_timeout)
-        client.sendall(data)
-        while not stream.finished:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                return
-            client.settimeout(remaining)
-            stream.receive(client.recv(limits.recv_size) or None)
-    except OSError:
-        return

@@ -101,6 +101,15 @@ class StopSignal:
         self._writer.close()
 
 
+def shut_and_close(sock: socket.socket) -> None:
+    """Shut down, then close: shutdown() is what wakes a thread blocked in recv()."""
+    try:
+        sock.shutdown(socket.SHUT_RDWR)
+    except OSError:
+        pass
+    sock.close()
+
+
 def recv_some(sock: socket.socket, size: int) -> bytes | None:
     """One read; b"" at EOF, None when nothing is there yet. OSError propagates."""
     try:

@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import os
 import sys
-import time
 from collections.abc import Callable
 
 import pytest
 
 from tests.integration.conftest import StartProxy
 from tests.support.backends import EchoBackend
+from tests.support.hostile import ProcessProbe
+from tests.support.waiting import wait_for
 from tests.support.wsclient import WSClient
 
 pytestmark = [pytest.mark.integration,
@@ -26,17 +27,18 @@ def tasks(pid: int) -> set[int]:
     return {int(name) for name in os.listdir(f"/proc/{pid}/task")}
 
 
-def echo_session(port: int, payload: bytes, during: Callable[[], None] = lambda: None) -> None:
+def echo_session(port: int, pid: int, payload: bytes,
+                 during: Callable[[], None] = lambda: None) -> None:
     with WSClient.connect(port) as client:
         client.send_binary(payload)
         assert client.recv_bytes(len(payload)) == payload
         during()
         client.close(1000)
         client.recv_close()
-        # EOF: the proxy closed the socket; its thread then only counts the connection
-        # down and parks, which the short pause leaves it time for on a busy machine.
+        # EOF: the proxy closed the socket; its thread then counts the connection down
+        # and parks (in futex), after which only the accept loop is busy.
         assert client.wait_eof() == b""
-    time.sleep(0.05)
+    wait_for(lambda: ProcessProbe(pid).threads() <= 1 or None, "the handler thread to park")
 
 
 def test_the_next_connection_runs_on_a_parked_thread(start_proxy: StartProxy,
@@ -44,12 +46,12 @@ def test_the_next_connection_runs_on_a_parked_thread(start_proxy: StartProxy,
     proxy = start_proxy(echo_backend.port)
     assert proxy.proc is not None
     pid = proxy.proc.pid
-    echo_session(proxy.port, b"one")
+    echo_session(proxy.port, pid, b"one")
     after_one = tasks(pid)  # the first session's thread, parked (it used to exit)
 
     def no_new_thread() -> None:
         # While the second session relays, no thread was started for it.
         assert tasks(pid) - after_one == set()
 
-    echo_session(proxy.port, b"two", no_new_thread)
-    echo_session(proxy.port, b"three", no_new_thread)
+    echo_session(proxy.port, pid, b"two", no_new_thread)
+    echo_session(proxy.port, pid, b"three", no_new_thread)

@@ -14,7 +14,7 @@ from wsproto.events import BytesMessage, Ping, TextMessage
 
 from proxy.protocol.fastframe import FrameBoundary, single_binary_frame
 from proxy.protocol.stream import ClientStream, Output
-from tests.unit.helpers import open_pair, raw_frame
+from tests.support.wspair import open_pair, raw_frame
 
 
 class Reference(ClientStream):

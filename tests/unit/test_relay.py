@@ -15,7 +15,8 @@ from wsproto.events import BytesMessage, CloseConnection, Event, Message, Ping, 
 from proxy.protocol.closes import CloseInfo
 from proxy.protocol.stream import ClientStream
 from proxy.transport.closerequest import CloseRequest
-from proxy.transport.relay import Limits, Relay, close_session
+from proxy.transport.closing import close_session
+from proxy.transport.relay import Limits, Relay
 from proxy.transport.sockio import StopSignal
 from tests.conftest import TIMEOUT
 from tests.support.waiting import wait_for
