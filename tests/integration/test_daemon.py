@@ -70,6 +70,15 @@ def test_daemon_returns_at_once_and_serves(tmp_path: Path, echo_backend: EchoBac
     assert "In exit" in (tmp_path / "proxy.log").read_text()
 
 
+def catches(pid: int, signum: int) -> bool:
+    """Whether process ``pid`` has a handler for ``signum`` (SigCgt in /proc/PID/status)."""
+    with open(f"/proc/{pid}/status", encoding="ascii") as status:
+        for line in status:
+            if line.startswith("SigCgt:"):
+                return bool(int(line.split()[1], 16) >> (signum - 1) & 1)
+    return False
+
+
 def test_pid_file_without_daemon(tmp_path: Path, echo_backend: EchoBackend) -> None:
     port = free_port()
     with open(tmp_path / "err.txt", "wb") as err:
@@ -79,7 +88,11 @@ def test_pid_file_without_daemon(tmp_path: Path, echo_backend: EchoBackend) -> N
             stdin=subprocess.DEVNULL, stdout=err, stderr=err, start_new_session=True)
     try:
         wait_port(port, time.monotonic() + 2 * TIMEOUT, proc, tmp_path / "err.txt")
+        # The port answers a moment before the pid file is written and the SIGTERM
+        # handler installed; a SIGTERM sooner would take its default action.
+        wait_for(lambda: (tmp_path / "proxy.pid").exists() or None, "the pid file")
         assert (tmp_path / "proxy.pid").read_text() == f"{proc.pid}\n"
+        wait_for(lambda: catches(proc.pid, signal.SIGTERM) or None, "the SIGTERM handler")
     finally:
         proc.send_signal(signal.SIGTERM)
         try:
