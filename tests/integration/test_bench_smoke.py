@@ -49,8 +49,13 @@ def test_a_quick_bench_run_prints_a_table_with_numbers(tmp_path: Path) -> None:
                       "connections/s", "32 B echo p50", "echo p50, 2 streams",
                       "echo p99, 8 streams"):
             line = next(line for line in part.splitlines() if line.startswith(label))
-            assert re.search(r"\d[\d,.]* \[", line), line  # "median [min–max]" per peer
-            assert "—" not in line.split(")", 1)[1], line
+            cells = line.split(")", 1)[1]
+            # "median [min–max]" per peer; ours (the first column) always has a figure.
+            assert re.match(r"\s+\d[\d,.]* \[", cells), line
+            if "streams" not in label:
+                assert "—" not in cells, line
+            # Under load a quick run may get no echo sample for a peer that is not ours
+            # (seen for "direct" with 8 streams on a loaded machine): "—" is allowed there.
         # The proxy's CPU per connection: a figure for ours, none for a direct connection.
         line = next(line for line in part.splitlines()
                     if line.startswith("proxy CPU per connection (µs)"))

@@ -18,7 +18,8 @@ from pathlib import Path
 
 import pytest
 
-from proxy.process.workers import RESTART_MIN
+from proxy.process.runner import SHUTDOWN_GRACE
+from proxy.process.workers import KILL_AFTER, RESTART_MIN
 from tests.conftest import TIMEOUT, scaled
 from tests.integration.conftest import StartProxy
 from tests.support.backends import EchoBackend
@@ -232,7 +233,10 @@ def test_unix_listen_file_stays_until_the_parent_exits(start_proxy: StartProxy,
     proxy.wait_for_log("restarting it")
     assert path.exists()  # a worker's exit does not remove the parent's socket file
     proxy.send_signal(signal.SIGTERM)
-    assert proxy.wait(TIMEOUT) == 0
+    # What is checked is that the file goes with the parent, not how fast: allow for the
+    # supervisor's own deadline (a worker that has not stopped by then is killed). One
+    # fresh-clone run on a loaded machine took over 5 s here; not root-caused.
+    assert proxy.wait(scaled(SHUTDOWN_GRACE + KILL_AFTER) + TIMEOUT) == 0
     assert not path.exists()
 
 
