@@ -1,0 +1,108 @@
+"""``--reverse-listen``: where VNC servers dial in, and how they get parked (#20 §1).
+
+One acceptor thread per address; each accepted server gets a short-lived thread that
+reads its 250-byte ID block under the handshake deadline and parks it
+(``proxy.transport.parking``). A server outside ``--reverse-allow`` or without a valid
+ID block in time is closed with a log line.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+import socket
+import threading
+import time
+from collections.abc import Sequence
+
+from proxy.protocol.repeaterid import BLOCK_SIZE, BadRepeaterId, parse_block
+from proxy.transport.parking import ParkingLot
+from proxy.transport.sockio import shut_and_close
+from proxy.transport.targets import tune_tcp
+
+log = logging.getLogger("proxy.repeater")
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+def allowed(host: str, networks: Sequence[Network]) -> bool:
+    """Whether ``host`` may dial in: any address when ``networks`` is empty."""
+    if not networks:
+        return True
+    try:
+        address = ipaddress.ip_address(host.split("%", 1)[0])
+    except ValueError:
+        return False
+    mapped = getattr(address, "ipv4_mapped", None)
+    return any(address in net or (mapped is not None and mapped in net) for net in networks)
+
+
+def read_block(sock: socket.socket, deadline: float) -> bytes:
+    """Up to ``BLOCK_SIZE`` bytes, read until the block is complete, EOF or the deadline."""
+    block = b""
+    while len(block) < BLOCK_SIZE:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            break
+        sock.settimeout(left)
+        try:
+            data = sock.recv(BLOCK_SIZE - len(block))
+        except socket.timeout:
+            break
+        if not data:
+            break
+        block += data
+    return block
+
+
+class ReverseListener:
+    """The ``--reverse-listen`` sockets and their acceptor threads."""
+
+    def __init__(self, sockets: Sequence[socket.socket], lot: ParkingLot,
+                 networks: Sequence[Network], handshake_timeout: float) -> None:
+        self.sockets, self.lot = list(sockets), lot
+        self.networks, self.handshake_timeout = list(networks), handshake_timeout
+        self._threads = [threading.Thread(target=self._accept_loop, args=(s,), daemon=True,
+                                          name="repeater-accept") for s in self.sockets]
+
+    def start(self) -> None:
+        for thread in self._threads:
+            thread.start()
+
+    def close(self) -> None:
+        """Stop accepting: shutdown() wakes the threads blocked in accept()."""
+        for sock in self.sockets:
+            shut_and_close(sock)
+        for thread in self._threads:
+            thread.join(5.0)
+
+    def _accept_loop(self, listener: socket.socket) -> None:
+        while True:
+            try:
+                sock, address = listener.accept()
+            except OSError:
+                return  # closed by close()
+            host = str(address[0]) if isinstance(address, tuple) else "?"
+            if not allowed(host, self.networks):
+                log.info("%s: refused: not in --reverse-allow", host)
+                self.lot.events["refused_address"] += 1
+                shut_and_close(sock)
+                continue
+            threading.Thread(target=self._handshake, args=(sock, host), daemon=True,
+                             name="repeater-handshake").start()
+
+    def _handshake(self, sock: socket.socket, host: str) -> None:
+        try:
+            tune_tcp(sock)  # SO_KEEPALIVE: a parked server that vanishes is noticed
+            block = read_block(sock, time.monotonic() + self.handshake_timeout)
+            repeater_id = parse_block(block)
+            sock.settimeout(None)
+        except BadRepeaterId as exc:
+            log.info("%s: no valid repeater ID block: %s", host, exc)
+            self.lot.events["refused_id"] += 1
+            shut_and_close(sock)
+            return
+        except OSError as exc:
+            log.info("%s: repeater handshake failed: %s", host, exc)
+            shut_and_close(sock)
+            return
+        self.lot.park(repeater_id, sock, host)
