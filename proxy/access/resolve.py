@@ -91,6 +91,8 @@ def authenticate(plugin: Any, headers: Message, target: Target) -> None:
         else target.given_port
     if target.unix_socket or not target.host:
         host = port = None
+    if target.repeater_id is not None:
+        port = target.repeater_id  # a parked server: the ID as the port (issue #20 §1)
     try:
         plugin.authenticate(headers, host, port)
     except Exception as exc:  # a plugin's own exception class; recognised by attributes

@@ -20,7 +20,7 @@ from proxy.access import resolve
 from proxy.access.admission import Ticket
 from proxy.observe import probes, sessionlog
 from proxy.protocol import forwarded, handshake, proxyproto
-from proxy.serve import admin, decision, web
+from proxy.serve import admin, decision, reverseroute, web
 from proxy.serve.context import RequestContext
 from proxy.transport import tls
 from proxy.errors import (HandshakeError, RequestError, RequestHeadTooLarge, RequestTimeout,
@@ -173,8 +173,8 @@ class ProxyRequestHandler(RequestLog, BaseHTTPRequestHandler):
         if isinstance(accepted, HandshakeError):
             self._reject(accepted)
             return
-        early = None
-        if self.settings.connect_before_upgrade:
+        early, self.held = None, b""  # held: what a parked server sent (issue #20 §1)
+        if self.settings.connect_before_upgrade or accepted.target.repeater_id is not None:
             # --connect-before-upgrade: a target failure is a 502/504 instead of a 101+1011.
             try:
                 early = self._connect(accepted.target)
@@ -200,8 +200,8 @@ class ProxyRequestHandler(RequestLog, BaseHTTPRequestHandler):
     def _decide(self) -> decision.Accept | HandshakeError:
         """The request's facts, recorded for the session log, then ``decision.decide``."""
         plugin = self.context.token_plugin
-        token = None if plugin is None else resolve.request_token(self.settings, self.path,
-                                                                  self.headers)
+        token = None if plugin is None and not self.settings.reverse_listen \
+            else resolve.request_token(self.settings, self.path, self.headers)
         self.session.token = token  # for the session record, also when refused
         request = decision.Request(self.path, self.headers, token, self.client_cn,
                                    self.ticket.refusal, self.context.connections.draining,
@@ -313,6 +313,10 @@ class ProxyRequestHandler(RequestLog, BaseHTTPRequestHandler):
 
     def _connect(self, target: Target) -> socket.socket:
         """Open the target with websockify's log lines (see ``targets.dial``)."""
+        if target.repeater_id is not None:  # a parked server (issue #20 §1)
+            sock, self.held = reverseroute.take(self.context.parking, target,
+                                                self.settings.reverse_wait)
+            return sock
         preamble = self._proxy_header() if self.settings.target_proxy_protocol else b""
         return dial(target, self.settings, self.context.target_context, preamble,
                     self.log_message)
@@ -366,7 +370,7 @@ class ProxyRequestHandler(RequestLog, BaseHTTPRequestHandler):
             try:
                 if registry is not None and live is not None:
                     registry.start(live, relay)
-                info = relay.run(self.rfile.take_buffered())
+                info = relay.run(self.rfile.take_buffered(), self.held)
             finally:
                 if registry is not None and live is not None:
                     registry.end(live)

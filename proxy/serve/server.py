@@ -23,6 +23,7 @@ from proxy.errors import StartupError
 from proxy.serve.context import Connections, RequestContext
 from proxy.serve.handler import ProxyRequestHandler
 from proxy.serve.pool import HandlerPool, PoolClosed
+from proxy.serve import reverseroute
 from proxy.access.admission import Admission
 from proxy.observe.metrics import Metrics
 from proxy.observe.registry import SessionRegistry
@@ -93,11 +94,14 @@ class ProxyServer(socketserver.ThreadingTCPServer):
         self.connections = Connections()
         #: The connection threads, started on demand and parked between connections (#19).
         self.pool = HandlerPool(self.process_request_thread)
+        #: --reverse-listen (issue #20 §1): bound now, so a busy port is a startup error.
+        self.repeater = reverseroute.Repeater(settings) if settings.reverse_listen else None
         #: What every handler gets instead of this server (#17 §2).
         self.context = RequestContext(
             settings, self.token_plugin, self.auth_plugin, self.server_tls,
             self.target_context, self.admission, self.metrics, self.stop_signal,
-            self.connections, sessions=SessionRegistry() if settings.admin_path else None)
+            self.connections, sessions=SessionRegistry() if settings.admin_path else None,
+            parking=self.repeater.lot if self.repeater else None)
         self._last_backoff_log = 0.0
         address: Any
         if settings.unix_listen:
@@ -112,6 +116,8 @@ class ProxyServer(socketserver.ThreadingTCPServer):
             super().__init__(address, handler_class, bind_and_activate and not inherit)
         except BaseException:
             self.stop_signal.close()
+            if self.repeater is not None:
+                self.repeater.close()
             raise
         if inherit:
             self._inherit_listener(0 if settings.inetd else settings.listen_fd or 0)
@@ -203,6 +209,8 @@ class ProxyServer(socketserver.ThreadingTCPServer):
         self.close_listener()
         self.stop_signal.close()
         self.pool.close()
+        if self.repeater is not None:
+            self.repeater.close()
 
     @property
     def port(self) -> int:

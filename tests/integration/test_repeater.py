@@ -1,0 +1,144 @@
+"""The repeater (issue #20 §1) through the real command: a fake VNC server dials in with
+an UltraVNC mode II ID block and a WebSocket client reaches it by token."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+
+import pytest
+
+from tests.conftest import TIMEOUT
+from tests.integration.conftest import StartProxy
+from tests.support.backends import EchoBackend
+from tests.support.process import clean_env, free_port
+from tests.support.wsclient import HandshakeRejected, WSClient
+from proxy.protocol.repeaterid import make_block
+
+pytestmark = pytest.mark.integration
+BANNER = b"RFB 003.008\n"
+
+
+class DialingServer:
+    """A fake VNC server that dials in: ID block, RFB banner, then echoes upper-cased."""
+
+    def __init__(self, port: int, repeater_id: str, block: bytes | None = None) -> None:
+        self.sock = socket.create_connection(("127.0.0.1", port), timeout=TIMEOUT)
+        self.sock.sendall(make_block(repeater_id) if block is None else block)
+        self.sock.sendall(BANNER)
+        self._thread = threading.Thread(target=self._echo, daemon=True)
+        self._thread.start()
+
+    def _echo(self) -> None:
+        try:
+            while data := self.sock.recv(65536):
+                self.sock.sendall(data.upper())
+        except OSError:
+            pass
+
+    def close(self) -> None:
+        try:
+            self.sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+        self.sock.close()
+        self._thread.join(TIMEOUT)
+
+
+@pytest.fixture
+def servers() -> Iterator[list[DialingServer]]:
+    started: list[DialingServer] = []
+    yield started
+    for server in started:
+        server.close()
+
+
+def test_a_parked_server_is_reached_by_token(start_proxy: StartProxy,
+                                             servers: list[DialingServer]) -> None:
+    rport = free_port()
+    proxy = start_proxy(0, "--reverse-listen", f"127.0.0.1:{rport}", "--reverse-wait", "0.5",
+                        positionals=["127.0.0.1:{port}"])
+    assert (f"  - proxying from 127.0.0.1:{proxy.port} to servers parked by --reverse-listen"
+            in proxy.stderr_lines())
+    servers.append(DialingServer(rport, "1234"))
+    proxy.wait_for_log("127.0.0.1: parked under repeater ID 1234")
+    with WSClient.connect(proxy.port, "/?token=1234") as client:
+        assert client.recv_bytes(len(BANNER)) == BANNER  # held while parked, sent first
+        client.send_binary(b"hello")
+        assert client.recv_bytes(5) == b"HELLO"
+    proxy.wait_for_log("127.0.0.1: repeater ID 1234 paired")
+    # One parked connection serves one session: the next browser waits, then 404.
+    with pytest.raises(HandshakeRejected) as info:
+        WSClient.connect(proxy.port, "/?token=1234")
+    assert info.value.status == 404
+    proxy.wait_for_log("Failed to connect to repeater ID 1234: repeater ID 1234 is not parked")
+
+
+def test_the_browser_waits_for_its_server_and_gets_404_after_reverse_wait(
+        start_proxy: StartProxy, servers: list[DialingServer]) -> None:
+    rport = free_port()
+    proxy = start_proxy(0, "--reverse-listen", str(rport), "--reverse-wait", "3",
+                        positionals=["127.0.0.1:{port}"])
+    timer = threading.Timer(0.3, lambda: servers.append(DialingServer(rport, "late")))
+    timer.start()
+    try:
+        with WSClient.connect(proxy.port, "/?token=late") as client:
+            assert client.recv_bytes(len(BANNER)) == BANNER
+    finally:
+        timer.join()
+    with pytest.raises(HandshakeRejected) as info:
+        WSClient.connect(proxy.port, "/?token=bad/id")
+    assert info.value.status == 404
+    proxy.wait_for_log("127.0.0.1: Invalid repeater ID 'bad/id'")
+
+
+def test_reverse_tokens_and_the_configured_target_side_by_side(
+        start_proxy: StartProxy, echo_backend: EchoBackend,
+        servers: list[DialingServer]) -> None:
+    rport = free_port()
+    proxy = start_proxy(echo_backend.port, "--reverse-listen", f"127.0.0.1:{rport}",
+                        "--reverse-wait", "0.2")
+    servers.append(DialingServer(rport, "1234"))
+    proxy.wait_for_log("parked under repeater ID 1234")
+    with WSClient.connect(proxy.port, "/?token=1234") as client:
+        client.echo(b"abc")  # not reverse: the configured echo target, as before
+    with WSClient.connect(proxy.port, "/?token=reverse:1234") as client:
+        assert client.recv_bytes(len(BANNER)) == BANNER
+
+
+def test_a_server_outside_reverse_allow_and_a_bad_block_are_closed(
+        start_proxy: StartProxy) -> None:
+    rport = free_port()
+    proxy = start_proxy(0, "--reverse-listen", f"127.0.0.1:{rport}",
+                        "--reverse-allow", "192.0.2.0/24", positionals=["127.0.0.1:{port}"])
+    with socket.create_connection(("127.0.0.1", rport), timeout=TIMEOUT) as sock:
+        sock.sendall(make_block("1"))
+        assert sock.recv(1) == b""
+    proxy.wait_for_log("127.0.0.1: refused: not in --reverse-allow")
+
+
+def test_a_bad_id_block_is_closed(start_proxy: StartProxy) -> None:
+    rport = free_port()
+    proxy = start_proxy(0, "--reverse-listen", f"127.0.0.1:{rport}",
+                        positionals=["127.0.0.1:{port}"])
+    with socket.create_connection(("127.0.0.1", rport), timeout=TIMEOUT) as sock:
+        sock.sendall(BANNER.ljust(250, b"\0"))
+        assert sock.recv(1) == b""
+    proxy.wait_for_log("127.0.0.1: no valid repeater ID block: no ID: prefix")
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--reverse-listen", "5999", "--workers", "2"],
+     "--reverse-listen cannot be used with --workers"),
+    (["--reverse-allow", "10.0.0.0/8", "localhost:5900"],
+     "You must use --reverse-listen to use --reverse-allow"),
+    (["--reverse-listen", "x:y"], "Error parsing --reverse-listen port: 'x:y'"),
+])
+def test_usage_errors(args: list[str], message: str) -> None:
+    done = subprocess.run([sys.executable, "-m", "proxy", "127.0.0.1:0", *args],
+                          capture_output=True, text=True, env=clean_env(), timeout=TIMEOUT)
+    assert done.returncode == 2
+    assert done.stderr.splitlines()[-1].endswith(f"error: {message}")
