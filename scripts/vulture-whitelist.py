@@ -53,5 +53,3 @@ _.threads
 
 # repeaterid.make_block: the ID block a VNC server or noVNC sends, for the tests (#20).
 _.make_block
-# transport.parking.ParkingLot.parked_ids: the parked IDs, for the tests (#20).
-_.parked_ids

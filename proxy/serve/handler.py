@@ -265,7 +265,8 @@ class ProxyRequestHandler(RequestLog, BaseHTTPRequestHandler):
             if kind == probes.METRICS or grouped else None
         probes.respond(self, kind, head, draining=context.connections.draining,
                        live=probes.fullest(admission.live, snapshot if grouped else None),
-                       limit=admission.max_connections, snapshot=snapshot)
+                       limit=admission.max_connections, snapshot=snapshot,
+                       parking=context.parking)
 
     def do_POST(self) -> None:
         """Only ``--admin-path`` takes a POST (issue #21); elsewhere http.server's 501 as

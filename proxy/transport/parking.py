@@ -35,6 +35,8 @@ _WATCH = select.POLLIN | select.POLLERR | select.POLLHUP | getattr(select, "POLL
 PARKED, REPLACED = "parked", "replaced"
 REFUSED_FULL, REFUSED_PER_IP = "refused_full", "refused_per_ip"
 DROPPED, PAIRED = "dropped", "paired"
+#: Counted by ``proxy.transport.reverse``: outside --reverse-allow, no valid ID block.
+REFUSED_ADDRESS, REFUSED_ID = "refused_address", "refused_id"
 
 
 @dataclass(eq=False)
@@ -115,6 +117,15 @@ class ParkingLot:
         log.info("%s: repeater ID %s paired", parked.peer, repeater_id)
         self._wake()
         return parked
+
+    def count(self, event: str) -> None:
+        with self._changed:
+            self.events[event] += 1
+
+    def counts(self) -> dict[str, int]:
+        """A copy of ``events``, for the metrics."""
+        with self._changed:
+            return dict(self.events)
 
     def parked_ids(self) -> list[str]:
         with self._changed:

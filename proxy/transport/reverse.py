@@ -16,6 +16,7 @@ import time
 from collections.abc import Sequence
 
 from proxy.protocol.repeaterid import BLOCK_SIZE, BadRepeaterId, parse_block
+from proxy.transport import parking
 from proxy.transport.parking import ParkingLot
 from proxy.transport.sockio import shut_and_close
 from proxy.transport.targets import tune_tcp
@@ -84,7 +85,7 @@ class ReverseListener:
             host = str(address[0]) if isinstance(address, tuple) else "?"
             if not allowed(host, self.networks):
                 log.info("%s: refused: not in --reverse-allow", host)
-                self.lot.events["refused_address"] += 1
+                self.lot.count(parking.REFUSED_ADDRESS)
                 shut_and_close(sock)
                 continue
             threading.Thread(target=self._handshake, args=(sock, host), daemon=True,
@@ -98,7 +99,7 @@ class ReverseListener:
             sock.settimeout(None)
         except BadRepeaterId as exc:
             log.info("%s: no valid repeater ID block: %s", host, exc)
-            self.lot.events["refused_id"] += 1
+            self.lot.count(parking.REFUSED_ID)
             shut_and_close(sock)
             return
         except OSError as exc:

@@ -8,6 +8,7 @@ import subprocess
 import sys
 import threading
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -15,7 +16,7 @@ from tests.conftest import TIMEOUT
 from tests.integration.conftest import StartProxy
 from tests.support.backends import EchoBackend
 from tests.support.process import clean_env, free_port
-from tests.support.wsclient import HandshakeRejected, WSClient
+from tests.support.wsclient import HandshakeRejected, WSClient, raw_http, upgrade_request
 from proxy.protocol.repeaterid import make_block
 
 pytestmark = pytest.mark.integration
@@ -142,3 +143,47 @@ def test_usage_errors(args: list[str], message: str) -> None:
                           capture_output=True, text=True, env=clean_env(), timeout=TIMEOUT)
     assert done.returncode == 2
     assert done.stderr.splitlines()[-1].endswith(f"error: {message}")
+
+
+def test_auth_plugins_see_the_id_as_the_port_and_metrics_count_the_rules(
+        start_proxy: StartProxy, tmp_path: Path, servers: list[DialingServer]) -> None:
+    (tmp_path / "site_seen.py").write_text(
+        "from websockify.auth_plugins import AuthenticationError\n"
+        "class Seen:\n"
+        "    def __init__(self, src=None):\n"
+        "        pass\n"
+        "    def authenticate(self, headers, target_host, target_port):\n"
+        "        if target_port != '1234':\n"
+        "            raise AuthenticationError(log_msg=repr((target_host, target_port)))\n")
+    rport = free_port()
+    proxy = start_proxy(0, "--reverse-listen", f"127.0.0.1:{rport}", "--reverse-wait", "0.2",
+                        "--auth-plugin", "site_seen.Seen", "--metrics-path", "/metrics",
+                        env={"PYTHONPATH": str(tmp_path)}, positionals=["127.0.0.1:{port}"])
+    answer = raw_http(proxy.port, upgrade_request(path="/?token=other"))
+    assert answer.status == 403
+    proxy.wait_for_log("handler exception: 403 (None, 'other')")
+    servers.append(DialingServer(rport, "1234"))
+    proxy.wait_for_log("parked under repeater ID 1234")
+    servers.append(DialingServer(rport, "1234"))  # dials in again: replaces the first
+    proxy.wait_for_log("127.0.0.1: repeater ID 1234 dialled in again; replacing the parked "
+                       "connection from 127.0.0.1")
+    assert servers[0].sock.recv(1) == b""
+    with WSClient.connect(proxy.port, "/?token=1234") as client:
+        assert client.recv_bytes(len(BANNER)) == BANNER
+    body = raw_http(proxy.port, b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n").body.decode()
+    for line in ("websockify_reverse_parked 0", 'websockify_reverse_events_total{event="parked"} 1',
+                 'websockify_reverse_events_total{event="replaced"} 1',
+                 'websockify_reverse_events_total{event="paired"} 1',
+                 'websockify_reverse_events_total{event="refused_full"} 0'):
+        assert line in body.splitlines()
+
+
+def test_a_busy_reverse_port_is_a_startup_error(start_proxy: StartProxy) -> None:
+    with socket.create_server(("127.0.0.1", 0)) as busy:
+        port = busy.getsockname()[1]
+        done = subprocess.run([sys.executable, "-m", "proxy", "--reverse-listen",
+                               f"127.0.0.1:{port}", "127.0.0.1:0"],
+                              capture_output=True, text=True, env=clean_env(), timeout=TIMEOUT)
+    assert done.returncode == 1
+    assert (f"Could not listen for reverse connections on 127.0.0.1:{port}: [Errno 98] "
+            "Address already in use") in done.stderr
