@@ -59,7 +59,7 @@ class Target:
     def display(self) -> str:
         """As the logs name it: ``host:port`` or the socket path."""
         if self.repeater_id is not None:
-            return f"repeater ID {self.repeater_id}"
+            return f"repeater ID {self.repeater_id or '(asked)'}"
         return self.unix_socket if self.unix_socket else f"{self.host}:{self.port}"
 
 

@@ -25,7 +25,7 @@ from proxy.serve.context import RequestContext
 from proxy.transport import tls
 from proxy.errors import (HandshakeError, RequestError, RequestHeadTooLarge, RequestTimeout,
                           TargetError, TokenError)
-from proxy.protocol.closes import (CLIENT_STALLED, CONNECT_FAILED, INTERNAL_ERROR, LIMIT_REASONS,
+from proxy.protocol.closes import (CLIENT_STALLED, INTERNAL_ERROR, LIMIT_REASONS,
                                    RECORDING_FAILED, TARGET_CLOSED, TARGET_STALLED, CloseInfo)
 from proxy.protocol.stream import ClientStream
 from proxy.transport.httpio import RequestReader, SocketWriter
@@ -174,7 +174,7 @@ class ProxyRequestHandler(RequestLog, BaseHTTPRequestHandler):
             self._reject(accepted)
             return
         early, self.held = None, b""  # held: what a parked server sent (issue #20 §1)
-        if self.settings.connect_before_upgrade or accepted.target.repeater_id is not None:
+        if self.settings.connect_before_upgrade or accepted.target.repeater_id:
             # --connect-before-upgrade: a target failure is a 502/504 instead of a 101+1011.
             try:
                 early = self._connect(accepted.target)
@@ -312,11 +312,11 @@ class ProxyRequestHandler(RequestLog, BaseHTTPRequestHandler):
             self.send_header(name, value)
         super().end_headers()
 
-    def _connect(self, target: Target) -> socket.socket:
+    def _connect(self, target: Target, stream: ClientStream | None = None) -> socket.socket:
         """Open the target with websockify's log lines (see ``targets.dial``)."""
         if target.repeater_id is not None:  # a parked server (issue #20 §1)
-            sock, self.held = reverseroute.take(self.context.parking, target,
-                                                self.settings.reverse_wait)
+            sock, self.held = reverseroute.pair(self.context, target, self.request, stream,
+                                                self.rfile)
             return sock
         preamble = self._proxy_header() if self.settings.target_proxy_protocol else b""
         return dial(target, self.settings, self.context.target_context, preamble,
@@ -354,12 +354,12 @@ class ProxyRequestHandler(RequestLog, BaseHTTPRequestHandler):
             return
         try:
             try:
-                sock = sock or self._connect(target)
+                sock = sock or self._connect(target, stream)
             except TargetError as exc:
                 # websockify prints "None:None" for a Unix target here; we print its path.
                 self.log_message("Failed to connect to %s: %s", target.display, exc)
                 self.session.failure, self.session.close_code = "target", INTERNAL_ERROR
-                close_session(self.request, stream, INTERNAL_ERROR, CONNECT_FAILED, s.limits)
+                close_session(self.request, stream, INTERNAL_ERROR, exc.reason, s.limits)
                 return
             registry = self.context.sessions  # --admin-path (issue #21)
             live = None if registry is None else registry.watch(self.session_id, self.session, tap)

@@ -14,20 +14,32 @@ from typing import Any
 
 from proxy.errors import StartupError, TargetError, TokenError
 from proxy.protocol.repeaterid import valid_id
+from proxy.protocol.stream import ClientStream
+from proxy.serve import askid
+from proxy.serve.context import RequestContext
 from proxy.settings import Settings, Target
+from proxy.transport.httpio import RequestReader
 from proxy.transport.parking import ParkingLot
 from proxy.transport.reverse import ReverseListener
+from proxy.transport.sockio import shut_and_close
 
 log = logging.getLogger("proxy.repeater")
 #: A token naming a parked server when a target or token plugin is configured as well.
 PREFIX = "reverse:"
+#: The repeater ID of a request without a token: asked of the client after the 101.
+ASK = ""
 
 
 class NotParked(TargetError):
-    """No server parked under the ID within ``--reverse-wait``: 404 before the 101."""
+    """No server parked under the ID within ``--reverse-wait``: 404 before the 101, or
+    after it (the ``repeaterID`` route) a close 1011 whose reason names the ID."""
 
     status = HTTPStatus.NOT_FOUND
-    reason = "Repeater ID not parked"
+
+    def __init__(self, repeater_id: str) -> None:
+        super().__init__(f"repeater ID {repeater_id} is not parked")
+        # A close reason is at most 123 bytes (RFC 6455 §5.5): the ID is cut to fit.
+        self.reason = f"Repeater ID {repeater_id[:80]} not parked"
 
 
 def repeater_target(settings: Settings, token_plugin: Any, token: str | None) -> Target | None:
@@ -46,8 +58,7 @@ def repeater_target(settings: Settings, token_plugin: Any, token: str | None) ->
     elif token_plugin is None and not (settings.target_host or settings.unix_target
                                        or settings.wrap_cmd):
         if token is None:
-            raise TokenError(HTTPStatus.BAD_REQUEST, "Token not present",
-                             log_line="Token not present")
+            return Target(repeater_id=ASK)  # noVNC's repeaterID: asked after the 101
         repeater_id = token
     else:
         return None
@@ -55,6 +66,33 @@ def repeater_target(settings: Settings, token_plugin: Any, token: str | None) ->
         raise TokenError(HTTPStatus.NOT_FOUND, "Invalid repeater ID",
                          log_line=f"Invalid repeater ID {repeater_id[:40]!r}")
     return Target(repeater_id=repeater_id)
+
+
+def pair(context: RequestContext, target: Target, client: socket.socket,
+         stream: ClientStream | None, rfile: RequestReader) -> tuple[socket.socket, bytes]:
+    """The parked server for ``target`` and what it sent so far; for ``ASK`` the ID is
+    asked of the client first (``askid``), and what the client sent after it goes to the
+    server.
+
+    Raises:
+        TargetError: no valid ID from the client, or nothing parked under the ID.
+    """
+    settings = context.settings
+    if target.repeater_id != ASK:
+        return take(context.parking, target, settings.reverse_wait)
+    assert stream is not None  # ASK goes after the 101 (handler.do_GET)
+    repeater_id, extra = askid.ask_id(client, stream, rfile.take_buffered(),
+                                      settings.request_timeout)
+    sock, held = take(context.parking, Target(repeater_id=repeater_id), settings.reverse_wait)
+    if extra:
+        try:
+            sock.settimeout(settings.connect_timeout)
+            sock.sendall(extra)
+            sock.settimeout(None)
+        except OSError as exc:
+            shut_and_close(sock)
+            raise TargetError(str(exc)) from exc
+    return sock, held
 
 
 def take(lot: ParkingLot | None, target: Target, wait: float) -> tuple[socket.socket, bytes]:
@@ -66,7 +104,7 @@ def take(lot: ParkingLot | None, target: Target, wait: float) -> tuple[socket.so
     assert target.repeater_id is not None
     parked = None if lot is None else lot.take(target.repeater_id, wait)
     if parked is None:
-        raise NotParked(f"repeater ID {target.repeater_id} is not parked")
+        raise NotParked(target.repeater_id)
     return parked.sock, bytes(parked.held)
 
 

@@ -72,9 +72,8 @@ def test_a_parked_server_is_reached_by_token(start_proxy: StartProxy,
         assert client.recv_bytes(5) == b"HELLO"
     proxy.wait_for_log("127.0.0.1: repeater ID 1234 paired")
     # One parked connection serves one session: the next browser waits, then 404.
-    with pytest.raises(HandshakeRejected) as info:
-        WSClient.connect(proxy.port, "/?token=1234")
-    assert info.value.status == 404
+    answer = raw_http(proxy.port, upgrade_request(path="/?token=1234"))
+    assert (answer.status, answer.reason) == (404, "Repeater ID 1234 not parked")
     proxy.wait_for_log("Failed to connect to repeater ID 1234: repeater ID 1234 is not parked")
 
 
@@ -187,3 +186,32 @@ def test_a_busy_reverse_port_is_a_startup_error(start_proxy: StartProxy) -> None
     assert done.returncode == 1
     assert (f"Could not listen for reverse connections on 127.0.0.1:{port}: [Errno 98] "
             "Address already in use") in done.stderr
+
+
+def test_novnc_repeater_id_route(start_proxy: StartProxy, servers: list[DialingServer]) -> None:
+    """No token: RFB 000.000 first, the client's 250-byte ID block, then the server."""
+    rport = free_port()
+    proxy = start_proxy(0, "--reverse-listen", f"127.0.0.1:{rport}", "--reverse-wait", "0.3",
+                        positionals=["127.0.0.1:{port}"])
+    servers.append(DialingServer(rport, "1234"))
+    proxy.wait_for_log("parked under repeater ID 1234")
+    with WSClient.connect(proxy.port, "/websockify") as client:
+        assert client.recv_bytes(12) == b"RFB 000.000\n"
+        block = make_block("1234")
+        client.send_binary(block[:100])  # in two messages, as any viewer may
+        client.send_binary(block[100:] + b"RFB 003.008\n")  # and its answer right after
+        assert client.recv_bytes(len(BANNER)) == BANNER
+        client.send_binary(b"hi")
+        # The server echoes upper-cased: the viewer's banner came through first.
+        assert client.recv_bytes(14) == b"RFB 003.008\nHI"
+    with WSClient.connect(proxy.port, "/websockify") as client:
+        assert client.recv_bytes(12) == b"RFB 000.000\n"
+        client.send_binary(make_block("9999"))
+        close = client.recv_close()
+        assert (close.code, close.reason) == (1011, "Repeater ID 9999 not parked")
+    with WSClient.connect(proxy.port, "/websockify") as client:
+        assert client.recv_bytes(12) == b"RFB 000.000\n"
+        client.send_binary(b"RFB 003.008\n".ljust(250, b"\0"))
+        close = client.recv_close()
+        assert (close.code, close.reason) == (1011, "Invalid repeater ID block")
+    proxy.wait_for_log("Failed to connect to repeater ID (asked): repeater ID 9999 is not parked")
