@@ -161,6 +161,9 @@ def test_auth_plugins_see_the_id_as_the_port_and_metrics_count_the_rules(
     answer = raw_http(proxy.port, upgrade_request(path="/?token=other"))
     assert answer.status == 403
     proxy.wait_for_log("handler exception: 403 (None, 'other')")
+    answer = raw_http(proxy.port, upgrade_request(path="/"))  # noVNC's repeaterID: ID unknown
+    assert answer.status == 403
+    proxy.wait_for_log("handler exception: 403 (None, None)")
     servers.append(DialingServer(rport, "1234"))
     proxy.wait_for_log("parked under repeater ID 1234")
     servers.append(DialingServer(rport, "1234"))  # dials in again: replaces the first
@@ -215,3 +218,12 @@ def test_novnc_repeater_id_route(start_proxy: StartProxy, servers: list[DialingS
         close = client.recv_close()
         assert (close.code, close.reason) == (1011, "Invalid repeater ID block")
     proxy.wait_for_log("Failed to connect to repeater ID (asked): repeater ID 9999 is not parked")
+
+
+def test_a_viewer_that_sends_no_id_block_is_closed_1011(start_proxy: StartProxy) -> None:
+    proxy = start_proxy(0, "--reverse-listen", str(free_port()), "--handshake-timeout", "0.5",
+                        positionals=["127.0.0.1:{port}"])
+    with WSClient.connect(proxy.port, "/") as client:
+        assert client.recv_bytes(12) == b"RFB 000.000\n"
+        close = client.recv_close()
+        assert (close.code, close.reason) == (1011, "No repeater ID from the client")
