@@ -7,6 +7,7 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -227,3 +228,27 @@ def test_a_viewer_that_sends_no_id_block_is_closed_1011(start_proxy: StartProxy)
         assert client.recv_bytes(12) == b"RFB 000.000\n"
         close = client.recv_close()
         assert (close.code, close.reason) == (1011, "No repeater ID from the client")
+
+
+def test_the_held_banner_is_recorded_like_any_target_data(
+        start_proxy: StartProxy, tmp_path: Path, servers: list[DialingServer]) -> None:
+    rport = free_port()
+    proxy = start_proxy(0, "--reverse-listen", f"127.0.0.1:{rport}", "--record",
+                        str(tmp_path / "rec"), positionals=["127.0.0.1:{port}"])
+    servers.append(DialingServer(rport, "42"))
+    proxy.wait_for_log("parked under repeater ID 42")
+    with WSClient.connect(proxy.port, "/?token=42") as client:
+        assert client.recv_bytes(len(BANNER)) == BANNER
+        client.send_binary(b"x")
+        assert client.recv_bytes(1) == b"X"
+        client.close()
+        client.recv_close()
+    recordings = sorted(tmp_path.glob("rec.*"))
+    assert len(recordings) == 1
+    deadline = time.monotonic() + TIMEOUT
+    while "'EOF'];" not in (text := recordings[0].read_text()):  # closed after the session
+        assert time.monotonic() < deadline, text
+        time.sleep(0.02)
+    entries = [line.split("{", 2)[2] for line in text.splitlines() if line.startswith("'{")]
+    assert entries[0] == "RFB 003.008\\n',"  # the held banner, first and whole
+    assert "'}" in text  # the client's byte, recorded too
