@@ -23,6 +23,18 @@ from proxy.transport.targets import tune_tcp
 
 log = logging.getLogger("proxy.repeater")
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+#: TCP keepalive for parked servers: probe after a minute idle, every 10 s, give up after
+#: 3 unanswered (a parked connection is idle by design; the OS default waits two hours).
+KEEPALIVE = (("TCP_KEEPIDLE", 60), ("TCP_KEEPINTVL", 10), ("TCP_KEEPCNT", 3))
+
+
+def keep_alive(sock: socket.socket) -> None:
+    """SO_KEEPALIVE (``tune_tcp``) with ``KEEPALIVE``'s timing where the OS has the options."""
+    tune_tcp(sock)
+    for name, value in KEEPALIVE:
+        option = getattr(socket, name, None)
+        if option is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
+            sock.setsockopt(socket.IPPROTO_TCP, option, value)
 
 
 def allowed(host: str, networks: Sequence[Network]) -> bool:
@@ -93,7 +105,7 @@ class ReverseListener:
 
     def _handshake(self, sock: socket.socket, host: str) -> None:
         try:
-            tune_tcp(sock)  # SO_KEEPALIVE: a parked server that vanishes is noticed
+            keep_alive(sock)  # a parked server that vanishes without a FIN is noticed
             block = read_block(sock, time.monotonic() + self.handshake_timeout)
             repeater_id = parse_block(block)
             sock.settimeout(None)

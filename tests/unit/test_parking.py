@@ -145,6 +145,8 @@ def test_listener_parks_a_server_with_an_id_block(lot: ParkingLot) -> None:
         wait_until(lambda: lot.events["refused_id"] == 1)
         taken = lot.take("5901", 1.0)
         assert taken is not None
+        assert taken.sock.getsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE) == 1
+        assert taken.sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE) == 60
         wait_until(lambda: bytes(taken.held) == b"RFB 003.008\n" or taken.sock.recv(
             64, socket.MSG_PEEK | socket.MSG_DONTWAIT) == b"RFB 003.008\n")
         taken.sock.close()
