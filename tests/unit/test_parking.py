@@ -67,7 +67,7 @@ def test_a_server_dialling_in_again_replaces_its_stale_connection(
 
 def test_limits_refuse_more(lot: ParkingLot, caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.INFO, "proxy.repeater")
-    socks = [pair() for _ in range(5)]
+    socks = [pair() for _ in range(6)]
     try:
         assert lot.park("a", socks[0][0], "10.0.0.1") == parking.PARKED
         assert lot.park("b", socks[1][0], "10.0.0.1") == parking.PARKED
@@ -75,7 +75,7 @@ def test_limits_refuse_more(lot: ParkingLot, caplog: pytest.LogCaptureFixture) -
         assert lot.park("d", socks[3][0], "10.0.0.2") == parking.PARKED
         assert lot.park("e", socks[4][0], "10.0.0.3") == parking.REFUSED_FULL
         # Replacing does not count against the limits.
-        assert lot.park("a", socket.socket(), "10.0.0.1") == parking.REPLACED
+        assert lot.park("a", socks[5][0], "10.0.0.1") == parking.REPLACED
         assert lot.parked_ids() == ["a", "b", "d"]
     finally:
         for _near, far in socks:
