@@ -265,7 +265,8 @@ def _detach(server: ProxyServer, settings: Settings) -> bool:
     if settings.daemon:
         # After binding, so the command returns with the port answering (spec §7.5), and
         # with the pid file written (#16 Operations 2).
-        return daemon.daemonize([server.fileno(), *logsetup.log_file_fds()],
+        reverse = server.repeater.fds() if server.repeater else []  # --reverse-listen
+        return daemon.daemonize([server.fileno(), *reverse, *logsetup.log_file_fds()],
                                 settings.pid_file)
     if settings.pid_file:
         try:

@@ -124,7 +124,18 @@ class Repeater:
             raise
         self.listener = ReverseListener(sockets, self.lot, settings.reverse_allow,
                                         settings.request_timeout)
-        self.listener.start()
+        self._started = False
+
+    def fds(self) -> list[int]:
+        """The listening descriptors, for ``--daemon`` to keep open."""
+        return [sock.fileno() for sock in self.listener.sockets]
+
+    def start(self) -> None:
+        """Start accepting (idempotent); after any ``--daemon`` fork (``ProxyServer``)."""
+        if not self._started:
+            self._started = True
+            self.lot.start()
+            self.listener.start()
 
     def close(self) -> None:
         self.listener.close()

@@ -292,6 +292,7 @@ class ProxyServer(socketserver.ThreadingTCPServer):
         kept for the listener does the same wait without that work (issue #19).
         """
         try:
+            self.start_repeater()
             if self.socket.fileno() < 0:
                 super().handle_request()  # closed: socketserver's error, as before
             elif self._wait_for_request():
@@ -337,6 +338,16 @@ class ProxyServer(socketserver.ThreadingTCPServer):
 
     _poll_fd = -1
     _poll: select.poll
+
+    def serve_forever(self, poll_interval: float = 0.5) -> None:
+        self.start_repeater()
+        super().serve_forever(poll_interval)
+
+    def start_repeater(self) -> None:
+        """``--reverse-listen``: accept servers from now on; its threads start here, once
+        serving, as they would not survive a ``--daemon`` fork (issue #20 §1)."""
+        if self.repeater is not None:
+            self.repeater.start()
 
     def service_actions(self) -> None:
         """serve_forever()'s hook after each request: the same deferred stop."""

@@ -59,11 +59,21 @@ class ParkingLot:
         self._changed = threading.Condition()
         #: How often each rule applied: parked, replaced, refused_*, dropped, paired.
         self.events: Counter[str] = Counter()
-        self._wake_r, self._wake_w = socket.socketpair()
         self._closed = False
-        self._watcher = threading.Thread(target=self._watch, name="repeater-watch",
-                                         daemon=True)
-        self._watcher.start()
+        self._wake_r: socket.socket | None = None
+        self._wake_w: socket.socket | None = None
+        self._watcher: threading.Thread | None = None
+
+    def start(self) -> None:
+        """Start the watcher (idempotent). Not in ``__init__``: ``--daemon`` forks after the
+        server is built, and neither threads nor unlisted descriptors survive that."""
+        with self._changed:
+            if self._watcher is not None or self._closed:
+                return
+            self._wake_r, self._wake_w = socket.socketpair()
+            self._watcher = threading.Thread(target=self._watch, args=(self._wake_r,),
+                                             name="repeater-watch", daemon=True)
+            self._watcher.start()
 
     def park(self, repeater_id: str, sock: socket.socket, peer: str) -> str:
         """Park ``sock`` under ``repeater_id``; the outcome (an event name).
@@ -138,19 +148,22 @@ class ParkingLot:
             parked, self._parked = list(self._parked.values()), {}
             self._changed.notify_all()
         self._wake()
-        self._watcher.join(5.0)
+        if self._watcher is not None:
+            self._watcher.join(5.0)
         for entry in parked:
             shut_and_close(entry.sock)
-        self._wake_r.close()
-        self._wake_w.close()
+        for sock in (self._wake_r, self._wake_w):
+            if sock is not None:
+                sock.close()
 
     def _wake(self) -> None:
         try:
-            self._wake_w.send(b"w", socket.MSG_DONTWAIT)
+            if self._wake_w is not None:
+                self._wake_w.send(b"w", socket.MSG_DONTWAIT)
         except OSError:
             pass  # full (a wake-up is pending anyway) or closed
 
-    def _watch(self) -> None:
+    def _watch(self, wake: socket.socket) -> None:
         """Notice parked servers going away; hold what they send before pairing."""
         while True:
             with self._changed:
@@ -158,20 +171,14 @@ class ParkingLot:
                     return
                 by_fd = {p.sock.fileno(): p for p in self._parked.values()}
             poller = select.poll()
-            poller.register(self._wake_r, select.POLLIN)
+            poller.register(wake, select.POLLIN)
             for fd in by_fd:
                 poller.register(fd, _WATCH)
             for fd, _events in poller.poll():
-                if fd == self._wake_r.fileno():
-                    self._drain_wake()
+                if fd == wake.fileno():
+                    _drain(wake)
                 elif fd in by_fd:
                     self._on_readable(by_fd[fd])
-
-    def _drain_wake(self) -> None:
-        try:
-            self._wake_r.recv(4096, socket.MSG_DONTWAIT)
-        except OSError:
-            pass
 
     def _on_readable(self, entry: Parked) -> None:
         """Read what a parked server sent, under the lock so ``take`` cannot race it."""
@@ -194,3 +201,10 @@ class ParkingLot:
             self.events[DROPPED] += 1
         log.info("%s: parked repeater ID %s dropped: %s", entry.peer, entry.repeater_id, reason)
         shut_and_close(entry.sock)
+
+
+def _drain(wake: socket.socket) -> None:
+    try:
+        wake.recv(4096, socket.MSG_DONTWAIT)
+    except OSError:
+        pass

@@ -86,7 +86,8 @@ class ReverseListener:
         for sock in self.sockets:
             shut_and_close(sock)
         for thread in self._threads:
-            thread.join(5.0)
+            if thread.ident is not None:  # started
+                thread.join(5.0)
 
     def _accept_loop(self, listener: socket.socket) -> None:
         while True:

@@ -3,6 +3,8 @@ an UltraVNC mode II ID block and a WebSocket client reaches it by token."""
 
 from __future__ import annotations
 
+import os
+import signal
 import socket
 import subprocess
 import sys
@@ -16,7 +18,8 @@ import pytest
 from tests.conftest import TIMEOUT
 from tests.integration.conftest import StartProxy
 from tests.support.backends import EchoBackend
-from tests.support.process import clean_env, free_port
+from tests.support.process import clean_env, ended, free_port, wait_port
+from tests.support.waiting import wait_for
 from tests.support.wsclient import HandshakeRejected, WSClient, raw_http, upgrade_request
 from proxy.protocol.repeaterid import make_block
 
@@ -252,3 +255,30 @@ def test_the_held_banner_is_recorded_like_any_target_data(
     entries = [line.split("{", 2)[2] for line in text.splitlines() if line.startswith("'{")]
     assert entries[0] == "RFB 003.008\\n',"  # the held banner, first and whole
     assert "'}" in text  # the client's byte, recorded too
+
+
+def test_reverse_listen_works_under_daemon(tmp_path: Path) -> None:
+    """The listener and its threads must survive the --daemon fork (they start once serving)."""
+    port, rport = free_port(), free_port()
+    argv = [sys.executable, "-m", "proxy", "--daemon", "--pid-file", "proxy.pid",
+            "--log-file", "proxy.log", "--reverse-listen", f"127.0.0.1:{rport}",
+            f"127.0.0.1:{port}"]
+    done = subprocess.run(argv, cwd=tmp_path, env=clean_env(), capture_output=True,
+                          timeout=2 * TIMEOUT, check=False)
+    assert done.returncode == 0, done.stderr
+    pid = int((tmp_path / "proxy.pid").read_text())
+    server = None
+    try:
+        wait_port(port, time.monotonic() + 2 * TIMEOUT)
+        server = DialingServer(rport, "7")
+        deadline = time.monotonic() + TIMEOUT
+        while "parked under repeater ID 7" not in (tmp_path / "proxy.log").read_text():
+            assert time.monotonic() < deadline, (tmp_path / "proxy.log").read_text()
+            time.sleep(0.02)
+        with WSClient.connect(port, "/?token=7") as client:
+            assert client.recv_bytes(len(BANNER)) == BANNER
+    finally:
+        if server is not None:
+            server.close()
+        os.kill(pid, signal.SIGTERM)
+        wait_for(lambda: ended(pid), f"process {pid} to end", 2 * TIMEOUT)

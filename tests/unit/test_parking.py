@@ -33,6 +33,7 @@ def wait_until(check: object, timeout: float = 5.0) -> None:
 @pytest.fixture
 def lot() -> Iterator[ParkingLot]:
     lot = ParkingLot(max_parked=3, max_per_ip=2)
+    lot.start()
     yield lot
     lot.close()
 
