@@ -35,6 +35,7 @@ _WATCH = select.POLLIN | select.POLLERR | select.POLLHUP | getattr(select, "POLL
 PARKED, REPLACED = "parked", "replaced"
 REFUSED_FULL, REFUSED_PER_IP = "refused_full", "refused_per_ip"
 DROPPED, PAIRED = "dropped", "paired"
+CLOSED = "closed"  # the lot is closed: the server is shutting down
 #: Counted by ``proxy.transport.reverse``: outside --reverse-allow, no valid ID block.
 REFUSED_ADDRESS, REFUSED_ID = "refused_address", "refused_id"
 
@@ -78,9 +79,13 @@ class ParkingLot:
     def park(self, repeater_id: str, sock: socket.socket, peer: str) -> str:
         """Park ``sock`` under ``repeater_id``; the outcome (an event name).
 
-        A refused socket is closed here, and so is a replaced one.
+        A refused socket is closed here, and so is a replaced one, and one that finished
+        its handshake after ``close`` (shutting down).
         """
         with self._changed:
+            if self._closed:
+                shut_and_close(sock)
+                return CLOSED
             old = self._parked.get(repeater_id)
             outcome = self._refusal(peer, old)
             if outcome is None:

@@ -155,3 +155,14 @@ def test_listener_parks_a_server_with_an_id_block(lot: ParkingLot) -> None:
         silent.close()
     finally:
         listener.close()
+
+
+def test_a_server_parking_after_close_is_closed() -> None:
+    lot = ParkingLot(max_parked=0, max_per_ip=0)
+    lot.start()
+    lot.close()
+    near, far = pair()
+    with far:
+        assert lot.park("1", near, "127.0.0.1") == parking.CLOSED
+        assert far.recv(1) == b""
+    assert near.fileno() == -1
