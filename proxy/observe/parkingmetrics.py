@@ -9,7 +9,7 @@ from proxy.transport import parking
 #: Every event, so a counter is there (at 0) before it first happens.
 EVENTS = (parking.PARKED, parking.REPLACED, parking.PAIRED, parking.DROPPED,
           parking.REFUSED_FULL, parking.REFUSED_PER_IP, parking.REFUSED_ADDRESS,
-          parking.REFUSED_ID)
+          parking.REFUSED_ID, parking.REFUSED_BUSY)
 
 
 def render(lot: parking.ParkingLot) -> str:

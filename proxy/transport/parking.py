@@ -38,6 +38,7 @@ DROPPED, PAIRED = "dropped", "paired"
 CLOSED = "closed"  # the lot is closed: the server is shutting down
 #: Counted by ``proxy.transport.reverse``: outside --reverse-allow, no valid ID block.
 REFUSED_ADDRESS, REFUSED_ID = "refused_address", "refused_id"
+REFUSED_BUSY = "refused_busy"  # too many ID handshakes under way
 
 
 @dataclass(eq=False)

@@ -26,6 +26,8 @@ Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 #: TCP keepalive for parked servers: probe after a minute idle, every 10 s, give up after
 #: 3 unanswered (a parked connection is idle by design; the OS default waits two hours).
 KEEPALIVE = (("TCP_KEEPIDLE", 60), ("TCP_KEEPINTVL", 10), ("TCP_KEEPCNT", 3))
+#: ID handshakes (a thread each, up to the handshake deadline) under way at once.
+MAX_HANDSHAKES = 64
 
 
 def keep_alive(sock: socket.socket) -> None:
@@ -71,9 +73,13 @@ class ReverseListener:
     """The ``--reverse-listen`` sockets and their acceptor threads."""
 
     def __init__(self, sockets: Sequence[socket.socket], lot: ParkingLot,
-                 networks: Sequence[Network], handshake_timeout: float) -> None:
+                 networks: Sequence[Network], handshake_timeout: float,
+                 max_handshakes: int = MAX_HANDSHAKES) -> None:
         self.sockets, self.lot = list(sockets), lot
         self.networks, self.handshake_timeout = list(networks), handshake_timeout
+        self.max_handshakes = max_handshakes
+        #: One per handshake thread: a flood of silent connections cannot start more.
+        self._slots = threading.BoundedSemaphore(max_handshakes)
         self._threads = [threading.Thread(target=self._accept_loop, args=(s,), daemon=True,
                                           name="repeater-accept") for s in self.sockets]
 
@@ -101,10 +107,21 @@ class ReverseListener:
                 self.lot.count(parking.REFUSED_ADDRESS)
                 shut_and_close(sock)
                 continue
+            if not self._slots.acquire(blocking=False):
+                log.info("%s: refused: %d ID handshakes under way", host, self.max_handshakes)
+                self.lot.count(parking.REFUSED_BUSY)
+                shut_and_close(sock)
+                continue
             threading.Thread(target=self._handshake, args=(sock, host), daemon=True,
                              name="repeater-handshake").start()
 
     def _handshake(self, sock: socket.socket, host: str) -> None:
+        try:
+            self._read_and_park(sock, host)
+        finally:
+            self._slots.release()
+
+    def _read_and_park(self, sock: socket.socket, host: str) -> None:
         try:
             keep_alive(sock)  # a parked server that vanishes without a FIN is noticed
             block = read_block(sock, time.monotonic() + self.handshake_timeout)

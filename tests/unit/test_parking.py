@@ -166,3 +166,27 @@ def test_a_server_parking_after_close_is_closed() -> None:
         assert lot.park("1", near, "127.0.0.1") == parking.CLOSED
         assert far.recv(1) == b""
     assert near.fileno() == -1
+
+
+def test_handshakes_under_way_are_bounded(lot: ParkingLot,
+                                          caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, "proxy.repeater")
+    listen = socket.create_server(("127.0.0.1", 0))
+    listener = ReverseListener([listen], lot, [], handshake_timeout=5.0, max_handshakes=1)
+    listener.start()
+    try:
+        slow = socket.create_connection(listen.getsockname()[:2], timeout=5)
+        slow.sendall(b"ID:")  # holds the one handshake slot
+        extra = socket.create_connection(listen.getsockname()[:2], timeout=5)
+        assert extra.recv(1) == b""  # refused at once, not after the deadline
+        assert lot.events["refused_busy"] == 1
+        assert "127.0.0.1: refused: 1 ID handshakes under way" in caplog.messages
+        slow.sendall(make_block("x")[3:])  # the slot's handshake completes and frees it
+        wait_until(lambda: lot.parked_ids() == ["x"])
+        third = socket.create_connection(listen.getsockname()[:2], timeout=5)
+        third.sendall(make_block("y"))
+        wait_until(lambda: lot.parked_ids() == ["x", "y"])
+        for sock in (slow, extra, third):
+            sock.close()
+    finally:
+        listener.close()
