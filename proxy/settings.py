@@ -52,10 +52,14 @@ class Target:
     #: The port as a token plugin returned it (a str stays a str), which auth plugins are
     #: given as websockify gives it (#18); None for the configured target.
     given_port: int | str | bytes | None = field(default=None, compare=False)
+    #: A server parked under this ID by ``--reverse-listen`` (issue #20 §1), not a dial.
+    repeater_id: str | None = None
 
     @property
     def display(self) -> str:
         """As the logs name it: ``host:port`` or the socket path."""
+        if self.repeater_id is not None:
+            return f"repeater ID {self.repeater_id or '(asked)'}"
         return self.unix_socket if self.unix_socket else f"{self.host}:{self.port}"
 
 
@@ -272,6 +276,15 @@ class Settings:
         ipaddress.ip_network("127.0.0.0/8"), ipaddress.ip_network("::1/128"))
     #: ``--admin-show-tokens``: list whole tokens (else their first 4 characters).
     admin_show_tokens: bool = False
+    # -- repeater (issue #20 §1; proxy.transport.parking) --
+    #: ``--reverse-listen``: (host, port) addresses where VNC servers dial in.
+    reverse_listen: tuple[tuple[str, int], ...] = ()
+    #: ``--reverse-wait``: how long a browser waits for its server to dial in.
+    reverse_wait: float = 5.0  # seconds
+    reverse_max_parked: int = 100
+    reverse_max_parked_per_ip: int = 10
+    #: ``--reverse-allow``: who may dial in; empty = anyone.
+    reverse_allow: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()
     # -- the parts (issue #17 §2), derived from the fields above in __post_init__ --
     limits: Limits = field(init=False, repr=False, compare=False)
     tls: TlsSettings = field(init=False, repr=False, compare=False)

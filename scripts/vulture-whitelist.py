@@ -50,3 +50,6 @@ _.finish_request
 
 # serve.pool.HandlerPool.threads: the pool's size for embedding programs and the tests (#19).
 _.threads
+
+# repeaterid.make_block: the ID block a VNC server or noVNC sends, for the tests (#20).
+_.make_block

@@ -91,6 +91,9 @@ def authenticate(plugin: Any, headers: Message, target: Target) -> None:
         else target.given_port
     if target.unix_socket or not target.host:
         host = port = None
+    if target.repeater_id:
+        # A parked server: the ID as the port, when known before the 101 (issue #20 §1).
+        port = target.repeater_id
     try:
         plugin.authenticate(headers, host, port)
     except Exception as exc:  # a plugin's own exception class; recognised by attributes

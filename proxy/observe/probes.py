@@ -13,7 +13,8 @@ from dataclasses import dataclass
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler
 
-from proxy.observe import metrics
+from proxy.observe import metrics, parkingmetrics
+from proxy.transport.parking import ParkingLot
 from proxy.settings import Settings
 
 HEALTH = "health"
@@ -79,12 +80,14 @@ def free_fds() -> int | None:
 
 
 def respond(handler: BaseHTTPRequestHandler, kind: str, head: bool, *, draining: bool,
-            live: int, limit: int, snapshot: metrics.Snapshot | None) -> None:
-    """Answer a ``route`` hit (``snapshot`` is needed for ``METRICS``)."""
+            live: int, limit: int, snapshot: metrics.Snapshot | None,
+            parking: ParkingLot | None = None) -> None:
+    """Answer a ``route`` hit (``snapshot`` is needed for ``METRICS``); ``parking``: the
+    ``--reverse-listen`` servers, whose counters follow (issue #20 §1)."""
     if kind == METRICS:
         assert snapshot is not None
-        _send(handler, HTTPStatus.OK, metrics.render(snapshot).encode(), metrics.CONTENT_TYPE,
-              head)
+        text = metrics.render(snapshot) + (parkingmetrics.render(parking) if parking else "")
+        _send(handler, HTTPStatus.OK, text.encode(), metrics.CONTENT_TYPE, head)
         return
     answer = health(draining, live, limit, free_fds())
     _send(handler, answer.status, f"{answer.text}\n".encode(), "text/plain; charset=utf-8", head)

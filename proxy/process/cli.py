@@ -18,7 +18,7 @@ import configargparse
 
 from proxy import __version__
 from proxy.observe import logsetup
-from proxy.process import activation, runner, sdnotify
+from proxy.process import activation, reverseopts, runner, sdnotify
 from proxy.process.argv import expand_argv
 from proxy.process.configure import settings_from
 from proxy.process.optiontypes import (choice, header_type, optparse_int, positive_int, seconds,
@@ -259,6 +259,7 @@ def build_parser() -> Parser:
     _add_limits(parser)
     _add_operations(parser)
     _add_admin(parser)
+    reverseopts.add_options(parser)
     add = parser.add_argument
     add("-c", "--config", is_config_file=True, metavar="FILE",
         help="read options from FILE (long option names, `name = value` lines)")

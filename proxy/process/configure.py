@@ -15,6 +15,7 @@ from typing import Any, NoReturn
 
 from proxy.settings import DEFAULT_CERT, ReplyFrames, Settings, TextFrames
 from proxy.serve.web import DIAGNOSTICS_PATH
+from proxy.process import reverseopts
 
 Error = Callable[[str], NoReturn]
 
@@ -123,6 +124,8 @@ def parse_positionals(opts: argparse.Namespace, args: list[str], wrap: bool,
         if args and not wrap_cmd:
             error("Too many arguments")
         return Positionals(listen_host, listen_port, wrap_cmd=wrap_cmd)
+    if not args and opts.reverse_listen:  # sessions go only to parked servers (issue #20)
+        return Positionals(listen_host, listen_port)
     if not args:
         error("Too few arguments")
     target = split_address(args[0])
@@ -203,6 +206,7 @@ def settings_from(opts: argparse.Namespace, args: list[str], wrap: bool,
         **_limits(opts, error),
         **_operations(opts, pos.wrap_cmd, error),
         **_admin(opts, error),
+        **reverseopts.settings_part(opts, error),
     )
 
 

@@ -12,7 +12,8 @@ from dataclasses import dataclass
 
 # Close reasons fixed by websockify 0.13.0 (spec §5.5), verbatim.
 TARGET_CLOSED = "Target closed"
-CONNECT_FAILED = "Failed to connect to downstream server"
+# "Failed to connect to downstream server" is ``proxy.errors.TargetError.reason``: the
+# handler closes with the reason of the TargetError it caught (a repeater ID names its ID).
 TEXT_UNSUPPORTED = "Unsupported: Text frames are not supported"
 FRAME_NOT_MASKED = "Procotol error: Frame not masked"
 UNEXPECTED_CONTINUATION = "Procotol error: Unexpected continuation frame"

@@ -20,6 +20,7 @@ from proxy.observe.metrics import Metrics
 from proxy.observe.registry import SessionRegistry
 from proxy.serve.adminsessions import LocalSessions
 from proxy.settings import Settings
+from proxy.transport.parking import ParkingLot
 from proxy.transport.sockio import StopSignal
 from proxy.transport.tls import ServerTLS
 
@@ -111,3 +112,5 @@ class RequestContext:
     sessions: SessionRegistry | None = None
     #: ``--admin-path`` with ``--workers``: every worker's sessions (``admingroup``).
     admin_view: LocalSessions | None = None
+    #: ``--reverse-listen``: the parked servers (issue #20 §1); None without it.
+    parking: ParkingLot | None = None

@@ -19,6 +19,7 @@ from proxy.access import resolve
 from proxy.errors import HandshakeError
 from proxy.protocol import handshake
 from proxy.protocol.deflate import BoundedDeflate
+from proxy.serve import reverseroute
 from proxy.settings import Settings, Target
 
 #: The 503 of a draining server (SIGTERM with --drain-timeout).
@@ -65,7 +66,9 @@ def decide(settings: Settings, token_plugin: Any, auth_plugin: Any,
         # SIGTERM with --drain-timeout: open sessions go on, new ones are refused.
         return HandshakeError(HTTPStatus.SERVICE_UNAVAILABLE, SHUTTING_DOWN)
     try:
-        target = resolve.target_for_token(settings, token_plugin, request.token)
+        # --reverse-listen: a parked server by its ID (issue #20 §1), else websockify's way.
+        target = reverseroute.repeater_target(settings, token_plugin, request.token) \
+            or resolve.target_for_token(settings, token_plugin, request.token)
         if auth_plugin is not None:
             resolve.strip_client_cert_headers(request.headers, request.client_cn)
             resolve.authenticate(auth_plugin, request.headers, target)

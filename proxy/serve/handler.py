@@ -20,12 +20,12 @@ from proxy.access import resolve
 from proxy.access.admission import Ticket
 from proxy.observe import probes, sessionlog
 from proxy.protocol import forwarded, handshake, proxyproto
-from proxy.serve import admin, decision, web
+from proxy.serve import admin, decision, reverseroute, web
 from proxy.serve.context import RequestContext
 from proxy.transport import tls
 from proxy.errors import (HandshakeError, RequestError, RequestHeadTooLarge, RequestTimeout,
                           TargetError, TokenError)
-from proxy.protocol.closes import (CLIENT_STALLED, CONNECT_FAILED, INTERNAL_ERROR, LIMIT_REASONS,
+from proxy.protocol.closes import (CLIENT_STALLED, INTERNAL_ERROR, LIMIT_REASONS,
                                    RECORDING_FAILED, TARGET_CLOSED, TARGET_STALLED, CloseInfo)
 from proxy.protocol.stream import ClientStream
 from proxy.transport.httpio import RequestReader, SocketWriter
@@ -173,8 +173,8 @@ class ProxyRequestHandler(RequestLog, BaseHTTPRequestHandler):
         if isinstance(accepted, HandshakeError):
             self._reject(accepted)
             return
-        early = None
-        if self.settings.connect_before_upgrade:
+        early, self.held = None, b""  # held: what a parked server sent (issue #20 §1)
+        if self.settings.connect_before_upgrade or accepted.target.repeater_id:
             # --connect-before-upgrade: a target failure is a 502/504 instead of a 101+1011.
             try:
                 early = self._connect(accepted.target)
@@ -200,8 +200,8 @@ class ProxyRequestHandler(RequestLog, BaseHTTPRequestHandler):
     def _decide(self) -> decision.Accept | HandshakeError:
         """The request's facts, recorded for the session log, then ``decision.decide``."""
         plugin = self.context.token_plugin
-        token = None if plugin is None else resolve.request_token(self.settings, self.path,
-                                                                  self.headers)
+        token = None if plugin is None and not self.settings.reverse_listen \
+            else resolve.request_token(self.settings, self.path, self.headers)
         self.session.token = token  # for the session record, also when refused
         request = decision.Request(self.path, self.headers, token, self.client_cn,
                                    self.ticket.refusal, self.context.connections.draining,
@@ -265,7 +265,8 @@ class ProxyRequestHandler(RequestLog, BaseHTTPRequestHandler):
             if kind == probes.METRICS or grouped else None
         probes.respond(self, kind, head, draining=context.connections.draining,
                        live=probes.fullest(admission.live, snapshot if grouped else None),
-                       limit=admission.max_connections, snapshot=snapshot)
+                       limit=admission.max_connections, snapshot=snapshot,
+                       parking=context.parking)
 
     def do_POST(self) -> None:
         """Only ``--admin-path`` takes a POST (issue #21); elsewhere http.server's 501 as
@@ -311,8 +312,12 @@ class ProxyRequestHandler(RequestLog, BaseHTTPRequestHandler):
             self.send_header(name, value)
         super().end_headers()
 
-    def _connect(self, target: Target) -> socket.socket:
+    def _connect(self, target: Target, stream: ClientStream | None = None) -> socket.socket:
         """Open the target with websockify's log lines (see ``targets.dial``)."""
+        if target.repeater_id is not None:  # a parked server (issue #20 §1)
+            sock, self.held = reverseroute.pair(self.context, target, self.request, stream,
+                                                self.rfile)
+            return sock
         preamble = self._proxy_header() if self.settings.target_proxy_protocol else b""
         return dial(target, self.settings, self.context.target_context, preamble,
                     self.log_message)
@@ -349,12 +354,12 @@ class ProxyRequestHandler(RequestLog, BaseHTTPRequestHandler):
             return
         try:
             try:
-                sock = sock or self._connect(target)
+                sock = sock or self._connect(target, stream)
             except TargetError as exc:
                 # websockify prints "None:None" for a Unix target here; we print its path.
                 self.log_message("Failed to connect to %s: %s", target.display, exc)
                 self.session.failure, self.session.close_code = "target", INTERNAL_ERROR
-                close_session(self.request, stream, INTERNAL_ERROR, CONNECT_FAILED, s.limits)
+                close_session(self.request, stream, INTERNAL_ERROR, exc.reason, s.limits)
                 return
             registry = self.context.sessions  # --admin-path (issue #21)
             live = None if registry is None else registry.watch(self.session_id, self.session, tap)
@@ -366,7 +371,7 @@ class ProxyRequestHandler(RequestLog, BaseHTTPRequestHandler):
             try:
                 if registry is not None and live is not None:
                     registry.start(live, relay)
-                info = relay.run(self.rfile.take_buffered())
+                info = relay.run(self.rfile.take_buffered(), self.held)
             finally:
                 if registry is not None and live is not None:
                     registry.end(live)

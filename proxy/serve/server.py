@@ -23,6 +23,7 @@ from proxy.errors import StartupError
 from proxy.serve.context import Connections, RequestContext
 from proxy.serve.handler import ProxyRequestHandler
 from proxy.serve.pool import HandlerPool, PoolClosed
+from proxy.serve import reverseroute
 from proxy.access.admission import Admission
 from proxy.observe.metrics import Metrics
 from proxy.observe.registry import SessionRegistry
@@ -93,11 +94,14 @@ class ProxyServer(socketserver.ThreadingTCPServer):
         self.connections = Connections()
         #: The connection threads, started on demand and parked between connections (#19).
         self.pool = HandlerPool(self.process_request_thread)
+        #: --reverse-listen (issue #20 §1): bound now, so a busy port is a startup error.
+        self.repeater = reverseroute.Repeater(settings) if settings.reverse_listen else None
         #: What every handler gets instead of this server (#17 §2).
         self.context = RequestContext(
             settings, self.token_plugin, self.auth_plugin, self.server_tls,
             self.target_context, self.admission, self.metrics, self.stop_signal,
-            self.connections, sessions=SessionRegistry() if settings.admin_path else None)
+            self.connections, sessions=SessionRegistry() if settings.admin_path else None,
+            parking=self.repeater.lot if self.repeater else None)
         self._last_backoff_log = 0.0
         address: Any
         if settings.unix_listen:
@@ -112,6 +116,8 @@ class ProxyServer(socketserver.ThreadingTCPServer):
             super().__init__(address, handler_class, bind_and_activate and not inherit)
         except BaseException:
             self.stop_signal.close()
+            if self.repeater is not None:
+                self.repeater.close()
             raise
         if inherit:
             self._inherit_listener(0 if settings.inetd else settings.listen_fd or 0)
@@ -203,6 +209,8 @@ class ProxyServer(socketserver.ThreadingTCPServer):
         self.close_listener()
         self.stop_signal.close()
         self.pool.close()
+        if self.repeater is not None:
+            self.repeater.close()
 
     @property
     def port(self) -> int:
@@ -284,6 +292,7 @@ class ProxyServer(socketserver.ThreadingTCPServer):
         kept for the listener does the same wait without that work (issue #19).
         """
         try:
+            self.start_repeater()
             if self.socket.fileno() < 0:
                 super().handle_request()  # closed: socketserver's error, as before
             elif self._wait_for_request():
@@ -329,6 +338,16 @@ class ProxyServer(socketserver.ThreadingTCPServer):
 
     _poll_fd = -1
     _poll: select.poll
+
+    def serve_forever(self, poll_interval: float = 0.5) -> None:
+        self.start_repeater()
+        super().serve_forever(poll_interval)
+
+    def start_repeater(self) -> None:
+        """``--reverse-listen``: accept servers from now on; its threads start here, once
+        serving, as they would not survive a ``--daemon`` fork (issue #20 §1)."""
+        if self.repeater is not None:
+            self.repeater.start()
 
     def service_actions(self) -> None:
         """serve_forever()'s hook after each request: the same deferred stop."""

@@ -109,12 +109,13 @@ class Relay(SessionTimers):
         #: ``--admin-path``: an operator's close of this one session (issue #21).
         self._close_request = close_request
 
-    def run(self, leftover: bytes = b"") -> CloseInfo:
+    def run(self, leftover: bytes = b"", held: bytes = b"") -> CloseInfo:
         """Relay until the session is closed on both sides or the close deadline passes.
 
         Args:
             leftover: bytes the client sent right after its HTTP request (already read
                 by the HTTP parser); they are WebSocket frames and are fed first.
+            held: bytes the target sent before the session (a parked server's banner).
         """
         self.client.setblocking(False)
         self.target.setblocking(False)
@@ -124,6 +125,8 @@ class Relay(SessionTimers):
             self._poller.set(self._close_request, READ)
         if leftover:
             self._on_client_bytes(leftover)
+        if held:
+            self._on_target_bytes(held)
         while True:
             # Flush before blocking: bytes queued by the leftover or by the last read
             # must go out even if no socket becomes readable again.
@@ -248,14 +251,17 @@ class Relay(SessionTimers):
         if MERGE_READS <= len(data) < self.limits.recv_size:
             data += self._read_more(self.limits.recv_size - len(data))
         if data:
-            self.received_from_target += len(data)
-            if self.limits.idle_timeout:
-                self._last_activity = time.monotonic()
-            self.to_client.extend(self.stream.frame_data(data))
-            if self._tap is not None:
-                self._tap.from_target(data)
+            self._on_target_bytes(data)
             return
         self._end_target()
+
+    def _on_target_bytes(self, data: bytes) -> None:
+        self.received_from_target += len(data)
+        if self.limits.idle_timeout:
+            self._last_activity = time.monotonic()
+        self.to_client.extend(self.stream.frame_data(data))
+        if self._tap is not None:
+            self._tap.from_target(data)
 
     def _read_more(self, size: int) -> bytes:
         """What else the target sent since a large read that stopped short of ``size``.
