@@ -248,10 +248,12 @@ def test_the_held_banner_is_recorded_like_any_target_data(
         client.recv_close()
     recordings = sorted(tmp_path.glob("rec.*"))
     assert len(recordings) == 1
-    deadline = time.monotonic() + TIMEOUT
-    while "'EOF'];" not in (text := recordings[0].read_text()):  # closed after the session
-        assert time.monotonic() < deadline, text
-        time.sleep(0.02)
+
+    def ended() -> str | None:  # the recording is closed after the session
+        text = recordings[0].read_text()
+        return text if "'EOF'];" in text else None
+
+    text = wait_for(ended, "the recording's end")
     entries = [line.split("{", 2)[2] for line in text.splitlines() if line.startswith("'{")]
     assert entries[0] == "RFB 003.008\\n',"  # the held banner, first and whole
     assert "'}" in text  # the client's byte, recorded too
@@ -271,10 +273,8 @@ def test_reverse_listen_works_under_daemon(tmp_path: Path) -> None:
     try:
         wait_port(port, time.monotonic() + 2 * TIMEOUT)
         server = DialingServer(rport, "7")
-        deadline = time.monotonic() + TIMEOUT
-        while "parked under repeater ID 7" not in (tmp_path / "proxy.log").read_text():
-            assert time.monotonic() < deadline, (tmp_path / "proxy.log").read_text()
-            time.sleep(0.02)
+        wait_for(lambda: "parked under repeater ID 7" in (tmp_path / "proxy.log").read_text()
+                 or None, "the server to be parked")
         with WSClient.connect(port, "/?token=7") as client:
             assert client.recv_bytes(len(BANNER)) == BANNER
     finally:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import socket
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
 
@@ -13,6 +13,7 @@ from proxy.protocol.repeaterid import make_block
 from proxy.transport import parking
 from proxy.transport.parking import ParkingLot
 from proxy.transport.reverse import ReverseListener, allowed
+from tests.support.waiting import wait_for
 
 
 def pair() -> tuple[socket.socket, socket.socket]:
@@ -23,11 +24,8 @@ def pair() -> tuple[socket.socket, socket.socket]:
     return near, far
 
 
-def wait_until(check: object, timeout: float = 5.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():  # type: ignore[operator]
-        assert time.monotonic() < deadline, "condition not met in time"
-        time.sleep(0.01)
+def wait_until(check: Callable[[], object]) -> None:
+    wait_for(lambda: check() or None, "the parking lot's condition")
 
 
 @pytest.fixture
