@@ -24,6 +24,7 @@ from proxy.protocol.clienthandshake import (DEFAULT_SUBPROTOCOL, Endpoint, Hands
 from proxy.protocol.clientrole import ServerPeerStream
 from proxy.protocol.closes import NORMAL
 from proxy.transport.relay import Relay
+from proxy.transport.stdio import StdioPump
 from proxy.transport.targets import tune_tcp
 from proxy.transport.wsdial import client_context, open_websocket
 
@@ -52,7 +53,9 @@ def build_parser() -> argparse.ArgumentParser:
         prog="websockify-client",
         description="Relay TCP connections to a WebSocket server: each connection accepted "
                     "on the listen address opens one WebSocket to URL.")
-    parser.add_argument("listen", metavar="[LISTEN_HOST:]LISTEN_PORT")
+    parser.add_argument("listen", metavar="[LISTEN_HOST:]LISTEN_PORT",
+                        help="where to accept TCP connections; - for standard input and "
+                             "output (one session, as with --once)")
     parser.add_argument("url", metavar="URL", help="ws:// or wss:// URL; user:password@ "
                         "in it is sent as Basic credentials")
     parser.add_argument("-v", "--verbose", action="store_true", help="verbose messages")
@@ -73,6 +76,14 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--timeout", type=float, default=10.0, metavar="SECONDS",
                         help="connect and handshake deadline (default 10)")
     return parser
+
+
+def serve_stdio(config: ClientConfig) -> int:
+    """``-``: one session over standard input and output (``ProxyCommand`` use)."""
+    pump = StdioPump()
+    status = relay_one(pump.start(), "stdio", config)
+    pump.finish(config.timeout)
+    return status
 
 
 def parse_listen(value: str) -> tuple[str, int]:
@@ -150,13 +161,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         config = configure(args)
-        host, port = parse_listen(args.listen)
+        host, port = parse_listen(args.listen) if args.listen != "-" else ("", 0)
     except ValueError as exc:
         parser.error(str(exc))
     except (OSError, ssl.SSLError) as exc:
         parser.error(f"TLS files: {exc}")
     _setup_logging(args)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    if args.listen == "-":
+        return serve_stdio(config)
     try:
         listener = socket.create_server((host, port), reuse_port=False)
     except OSError as exc:

@@ -7,6 +7,7 @@ import functools
 import hashlib
 import random
 import socket
+import subprocess
 import sys
 import threading
 from pathlib import Path
@@ -15,8 +16,8 @@ import pytest
 
 from tests.conftest import TIMEOUT
 from tests.integration.conftest import StartProxy
-from tests.support.backends import ConnRecord, ScriptedBackend, TCPBackend
-from tests.support.process import ProxyProcess
+from tests.support.backends import ConnRecord, EchoBackend, ScriptedBackend, TCPBackend
+from tests.support.process import ProxyProcess, clean_env
 
 pytestmark = pytest.mark.integration
 
@@ -110,3 +111,60 @@ def test_an_rfb_banner_reaches_a_raw_tcp_client(
                 assert got == b"RFB 003.008\n"
                 client.wait_for_log(": connected to ws://127.0.0.1:")
         no_traceback(client)
+
+
+def stdio_client(url: str) -> subprocess.Popen[bytes]:
+    return subprocess.Popen([sys.executable, "-m", "proxy.client", "-", url],
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, env=clean_env(), start_new_session=True)
+
+
+def test_dash_relays_stdin_and_stdout_and_exits_0_when_stdin_ends(
+        start_proxy: StartProxy, echo_backend: EchoBackend) -> None:
+    proxy = start_proxy(echo_backend.port)
+    client = stdio_client(f"ws://127.0.0.1:{proxy.port}/")
+    try:
+        assert client.stdin is not None and client.stdout is not None
+        client.stdin.write(b"over the pipes\n")
+        client.stdin.flush()
+        assert client.stdout.readline() == b"over the pipes\n"
+        client.stdin.close()  # EOF: the client closes the WebSocket with 1000
+        assert client.wait(TIMEOUT) == 0
+        assert client.stdout.read() == b""
+    finally:
+        if client.poll() is None:
+            client.kill()
+            client.wait(TIMEOUT)
+        err = client.stderr.read().decode() if client.stderr else ""
+        for pipe in (client.stdin, client.stdout, client.stderr):
+            if pipe is not None:
+                pipe.close()
+    assert err.splitlines()[-1].endswith("stdio: closed by us: 1000 Target closed"), err
+
+
+def test_dash_delivers_the_banner_then_exits_0_when_the_server_closes(
+        start_proxy: StartProxy) -> None:
+    with ScriptedBackend(b"RFB 003.008\n") as backend:
+        proxy = start_proxy(backend.port)
+        client = stdio_client(f"ws://127.0.0.1:{proxy.port}/")  # its stdin stays open
+        try:
+            status = client.wait(2 * TIMEOUT)
+        finally:
+            if client.poll() is None:
+                client.kill()
+                client.wait(TIMEOUT)
+            out, err = client.communicate(timeout=TIMEOUT)
+    assert (status, out) == (0, b"RFB 003.008\n"), err
+    assert err.decode().splitlines()[-1] == "stdio: closed by server: 1000 Target closed"
+
+
+def test_dash_reports_a_refused_handshake_in_one_line_and_exits_1(
+        start_proxy: StartProxy, echo_backend: EchoBackend) -> None:
+    proxy = start_proxy(echo_backend.port, "--auth-plugin", "BasicHTTPAuth",
+                        "--auth-source", "user:pw")
+    url = f"ws://127.0.0.1:{proxy.port}/"
+    done = subprocess.run([sys.executable, "-m", "proxy.client", "-", url],
+                          stdin=subprocess.DEVNULL, capture_output=True, env=clean_env(),
+                          timeout=2 * TIMEOUT)
+    assert (done.returncode, done.stdout) == (1, b"")
+    assert done.stderr.decode() == f"stdio: {url}: handshake refused: 401 Unauthorized\n"
