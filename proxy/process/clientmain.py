@@ -15,12 +15,13 @@ import socket
 import ssl
 import sys
 import threading
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 from proxy.errors import TargetError
 from proxy.protocol.clienthandshake import (DEFAULT_SUBPROTOCOL, Endpoint, HandshakeRefused,
-                                            parse_url)
+                                            parse_url, request)
 from proxy.protocol.clientrole import ServerPeerStream
 from proxy.protocol.closes import NORMAL
 from proxy.transport.relay import Relay
@@ -32,8 +33,10 @@ __all__ = ["main"]
 
 log = logging.getLogger("websockify.client")
 
-#: Exit status of a failed connection in ``--once`` mode, and of a usage error.
-FAILED, USAGE = 1, 2
+#: Exit status of a failed connection in ``--once`` and ``-`` mode (usage errors: 2).
+FAILED = 1
+#: Pause after a failed accept() (out of file descriptors) before the next.
+ACCEPT_BACKOFF = 0.1  # seconds
 
 
 @dataclass(frozen=True)
@@ -104,6 +107,7 @@ def configure(args: argparse.Namespace) -> ClientConfig:
     """Check the options; ValueError (usage) or OSError/ssl.SSLError (TLS files) if bad."""
     endpoint = parse_url(args.url)
     headers = [parse_header(h) for h in args.header]
+    request(endpoint, headers, args.subprotocol or [DEFAULT_SUBPROTOCOL])  # checked once here
     context = None
     if endpoint.secure:
         context = client_context(args.cafile, args.cert, args.key, args.insecure)
@@ -139,7 +143,12 @@ def relay_one(conn: socket.socket, peer: str, config: ClientConfig) -> int:
 
 def serve(listener: socket.socket, config: ClientConfig, once: bool) -> int:
     while True:
-        conn, addr = listener.accept()
+        try:
+            conn, addr = listener.accept()
+        except OSError as exc:  # EMFILE and the like: wait instead of spinning (#15)
+            log.warning("accept failed: %s", exc)
+            time.sleep(ACCEPT_BACKOFF)
+            continue
         peer = f"{addr[0]}:{addr[1]}"
         if once:
             listener.close()

@@ -12,9 +12,10 @@ import base64
 from dataclasses import dataclass
 from urllib.parse import unquote, urlsplit
 
+import h11
 from wsproto import ConnectionType, WSConnection
 from wsproto.events import AcceptConnection, RejectConnection, RejectData, Request
-from wsproto.utilities import RemoteProtocolError
+from wsproto.utilities import LocalProtocolError, RemoteProtocolError
 
 __all__ = ["Endpoint", "HandshakeRefused", "answer", "parse_url", "request"]
 
@@ -74,15 +75,22 @@ def parse_url(url: str) -> Endpoint:
 
 def request(endpoint: Endpoint, headers: list[tuple[str, str]],
             subprotocols: list[str]) -> tuple[WSConnection, bytes]:
-    """A client-role connection and the bytes of its upgrade request."""
+    """A client-role connection and the bytes of its upgrade request.
+
+    Raises:
+        ValueError: a header h11 refuses to send (a bad name, a control character).
+    """
     extra = list(headers)
     if endpoint.user is not None and not any(k.lower() == "authorization" for k, _ in extra):
         token = f"{endpoint.user}:{endpoint.password or ''}".encode()
         extra.append(("Authorization", "Basic " + base64.b64encode(token).decode("ascii")))
     ws = WSConnection(ConnectionType.CLIENT)
-    data = ws.send(Request(host=endpoint.host_header, target=endpoint.resource,
-                           subprotocols=subprotocols,
-                           extra_headers=[(k.encode(), v.encode()) for k, v in extra]))
+    try:
+        data = ws.send(Request(host=endpoint.host_header, target=endpoint.resource,
+                               subprotocols=subprotocols,
+                               extra_headers=[(k.encode(), v.encode()) for k, v in extra]))
+    except (h11.LocalProtocolError, LocalProtocolError) as exc:  # a bad header name or value
+        raise ValueError(f"cannot send this handshake: {exc}") from None
     return ws, data
 
 

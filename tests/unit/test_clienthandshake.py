@@ -108,3 +108,9 @@ def test_base64_mode_sends_masked_text_and_a_close_ends_it() -> None:
     assert out.to_client  # the close is echoed
     assert stream.close_info is not None and stream.close_info.code == 1000
     assert stream.frame_data(b"late") == ()
+
+
+def test_a_header_h11_refuses_is_a_value_error_not_a_traceback() -> None:
+    with pytest.raises(ValueError) as info:
+        request(parse_url("ws://h/"), [("Bad Name", "x")], ["binary"])
+    assert str(info.value) == "cannot send this handshake: Illegal header name b'Bad Name'"
