@@ -23,7 +23,7 @@ LEAVES = {"proxy", "proxy.errors", "proxy.settings"}
 #: Top-level modules above everything: entry points and the compatibility shims of the
 #: user-facing paths (``proxy.auth``, ``proxy.tokens``, ``proxy.cli``, ...).
 ENTRY = {"proxy.__main__", "proxy.auth", "proxy.tokens", "proxy.cli", "proxy.replay",
-         "proxy.server", "proxy.runner"}
+         "proxy.server", "proxy.runner", "proxy.client"}
 
 
 def module_name(path: Path) -> str:
