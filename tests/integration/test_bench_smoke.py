@@ -49,7 +49,7 @@ def test_a_quick_bench_run_prints_a_table_with_numbers(tmp_path: Path) -> None:
                       "connections/s", "32 B echo p50", "echo p50, 2 streams",
                       "echo p99, 8 streams"):
             line = next(line for line in part.splitlines() if line.startswith(label))
-            cells = line.split(")", 1)[1]
+            cells = line.rsplit(")", 1)[1]  # after the unit; figures hold no ")"
             # "median [min–max]" per peer; ours (the first column) always has a figure.
             assert re.match(r"\s+\d[\d,.]* \[", cells), line
             if "streams" not in label:
