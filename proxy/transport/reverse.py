@@ -117,11 +117,15 @@ class ReverseListener:
 
     def _handshake(self, sock: socket.socket, host: str) -> None:
         try:
-            self._read_and_park(sock, host)
+            repeater_id = self._read_id(sock, host)
         finally:
+            # Before parking: once a server shows as parked its slot is free again.
             self._slots.release()
+        if repeater_id is not None:
+            self.lot.park(repeater_id, sock, host)
 
-    def _read_and_park(self, sock: socket.socket, host: str) -> None:
+    def _read_id(self, sock: socket.socket, host: str) -> str | None:
+        """The server's repeater ID; None (the socket closed, logged) if it sent none."""
         try:
             keep_alive(sock)  # a parked server that vanishes without a FIN is noticed
             block = read_block(sock, time.monotonic() + self.handshake_timeout)
@@ -131,9 +135,9 @@ class ReverseListener:
             log.info("%s: no valid repeater ID block: %s", host, exc)
             self.lot.count(parking.REFUSED_ID)
             shut_and_close(sock)
-            return
+            return None
         except OSError as exc:
             log.info("%s: repeater handshake failed: %s", host, exc)
             shut_and_close(sock)
-            return
-        self.lot.park(repeater_id, sock, host)
+            return None
+        return repeater_id
