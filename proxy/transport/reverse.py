@@ -80,10 +80,15 @@ class ReverseListener:
         self.max_handshakes = max_handshakes
         #: One per handshake thread: a flood of silent connections cannot start more.
         self._slots = threading.BoundedSemaphore(max_handshakes)
-        self._threads = [threading.Thread(target=self._accept_loop, args=(s,), daemon=True,
-                                          name="repeater-accept") for s in self.sockets]
+        self._threads: list[threading.Thread] = []
 
     def start(self) -> None:
+        """Start one acceptor per socket. The ``Thread`` objects are made here, not in
+        ``__init__``: ``--daemon`` forks after the server is built, and on Python 3.13 a
+        thread object that exists at a fork is marked finished in the child, so its
+        ``start()`` raises "thread already started" (the daemon died after its banner)."""
+        self._threads = [threading.Thread(target=self._accept_loop, args=(s,), daemon=True,
+                                          name="repeater-accept") for s in self.sockets]
         for thread in self._threads:
             thread.start()
 
