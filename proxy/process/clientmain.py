@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import signal
 import socket
 import ssl
@@ -18,12 +19,16 @@ import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from types import FrameType
 
 from proxy.errors import TargetError
+from proxy.observe import logsetup
 from proxy.protocol.clienthandshake import (DEFAULT_SUBPROTOCOL, Endpoint, HandshakeRefused,
                                             parse_url, request)
 from proxy.protocol.clientrole import ServerPeerStream
 from proxy.protocol.closes import NORMAL
+from proxy.process.reload import NOTHING_TO_RELOAD, RELOADED
+from proxy.settings import LogSettings
 from proxy.transport.relay import Relay
 from proxy.transport.stdio import StdioPump
 from proxy.transport.targets import tune_tcp
@@ -37,6 +42,11 @@ log = logging.getLogger("websockify.client")
 FAILED = 1
 #: Pause after a failed accept() (out of file descriptors) before the next.
 ACCEPT_BACKOFF = 0.1  # seconds
+#: ``--log-file`` that cannot be opened: this line on stderr, exit 1 (as the server, #15).
+LOG_FILE_ERROR = "websockify-client: cannot open log file {path}: {cause}\n"
+#: ``--log-format``: ``both`` of the server is about its per-session JSON records, which
+#: the client does not write.
+LOG_FORMATS = ("classic", "json")
 
 
 @dataclass(frozen=True)
@@ -62,7 +72,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("url", metavar="URL", help="ws:// or wss:// URL; user:password@ "
                         "in it is sent as Basic credentials")
     parser.add_argument("-v", "--verbose", action="store_true", help="verbose messages")
-    parser.add_argument("--log-file", metavar="FILE", help="write messages to FILE")
+    parser.add_argument("--log-file", metavar="FILE",
+                        help="write messages to FILE too (reopened on SIGHUP and when moved)")
+    parser.add_argument("--log-format", choices=LOG_FORMATS, default="classic",
+                        help="classic: plain lines (default); json: one JSON object a line")
     parser.add_argument("--once", action="store_true",
                         help="serve one connection and exit with its status")
     parser.add_argument("--header", action="append", default=[], metavar="'NAME: VALUE'",
@@ -130,10 +143,14 @@ def relay_one(conn: socket.socket, peer: str, config: ClientConfig) -> int:
             log.error("%s: %s: cannot connect: %s", peer, config.url, exc)
             return FAILED
         log.info("%s: connected to %s", peer, config.url)
+        relay = Relay(ws_sock, conn, ServerPeerStream(ws))
         try:
-            info = Relay(ws_sock, conn, ServerPeerStream(ws)).run(rest)
+            info = relay.run(rest)
         finally:
             ws_sock.close()
+        # -v: the size of the session, as the relay counted it (wire bytes from the server).
+        log.debug("%s: %d bytes from the TCP side, %d bytes from the server", peer,
+                  relay.received_from_target, relay.received_from_client)
         side = "server" if info.by_client else "us"
         log.info("%s: closed by %s: %d %s", peer, side, info.code, info.reason)
         return 0 if info.code == NORMAL else FAILED
@@ -156,13 +173,31 @@ def serve(listener: socket.socket, config: ClientConfig, once: bool) -> int:
         threading.Thread(target=relay_one, args=(conn, peer, config), daemon=True).start()
 
 
+def _reopen_logs() -> None:
+    reopened = logsetup.reopen()
+    if reopened:
+        log.info("%s", RELOADED.format(", ".join(f"log file {p}" for p in reopened)))
+    else:
+        log.info("%s", NOTHING_TO_RELOAD)
+
+
+def _on_sighup(signum: int, frame: FrameType | None) -> None:
+    # In a thread, as the server does (proxy.process.reload): the signal may interrupt a
+    # logging call that holds the file handler's lock.
+    threading.Thread(target=_reopen_logs, name="reload", daemon=True).start()
+
+
 def _setup_logging(args: argparse.Namespace) -> None:
-    handler: logging.Handler = (logging.FileHandler(args.log_file) if args.log_file
-                                else logging.StreamHandler(sys.stderr))
-    handler.setFormatter(logging.Formatter("%(message)s"))
-    root = logging.getLogger()
-    root.addHandler(handler)
-    root.setLevel(logging.DEBUG if args.verbose else logging.INFO)
+    """The server's logging (issue #20 §2): stderr always, ``--log-file`` added (created
+    0640, followed when moved), ``-v`` for DEBUG, ``--log-format json``. Raises OSError."""
+    # Absolute, as the server's settings (the SIGHUP line names the file in full).
+    log_file = os.path.abspath(args.log_file) if args.log_file else None
+    logsetup.configure_logs(LogSettings(args.verbose, log_file,
+                                        log_format=args.log_format))
+    # SIGHUP reopens the log file (logrotate), except in a terminal, where a hangup means
+    # the terminal went away and the process ends, as the server's (#16 Operations 2 §1).
+    if not os.isatty(2):
+        signal.signal(signal.SIGHUP, _on_sighup)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -175,7 +210,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error(str(exc))
     except (OSError, ssl.SSLError) as exc:
         parser.error(f"TLS files: {exc}")
-    _setup_logging(args)
+    try:
+        _setup_logging(args)
+    except OSError as exc:
+        # One line, not a traceback (#15 Reliability 2 §3): e.g. a missing directory.
+        sys.stderr.write(LOG_FILE_ERROR.format(path=args.log_file, cause=exc.strerror or exc))
+        return FAILED
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     if args.listen == "-":
         return serve_stdio(config)
