@@ -23,6 +23,7 @@ from types import FrameType
 
 from proxy.errors import TargetError
 from proxy.observe import logsetup
+from proxy.observe.traffic import CLIENT_LEGEND, SessionTap, TrafficMarkers
 from proxy.protocol.clienthandshake import (DEFAULT_SUBPROTOCOL, Endpoint, HandshakeRefused,
                                             parse_url, request)
 from proxy.protocol.clientrole import ServerPeerStream
@@ -47,6 +48,8 @@ LOG_FILE_ERROR = "websockify-client: cannot open log file {path}: {cause}\n"
 #: ``--log-format``: ``both`` of the server is about its per-session JSON records, which
 #: the client does not write.
 LOG_FORMATS = ("classic", "json")
+#: ``-`` relays standard output: markers there would corrupt the data.
+TRAFFIC_WITH_STDIO = "--traffic writes to standard output, which - uses for data"
 
 
 @dataclass(frozen=True)
@@ -59,6 +62,8 @@ class ClientConfig:
     subprotocols: list[str]
     context: ssl.SSLContext | None
     timeout: float
+    #: ``--traffic``: the server's markers on stdout, one line per session (spec §3.4).
+    traffic: bool = False
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -76,6 +81,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="write messages to FILE too (reopened on SIGHUP and when moved)")
     parser.add_argument("--log-format", choices=LOG_FORMATS, default="classic",
                         help="classic: plain lines (default); json: one JSON object a line")
+    parser.add_argument("--traffic", action="store_true",
+                        help="traffic markers on standard output, as the server's (not with -)")
     parser.add_argument("--once", action="store_true",
                         help="serve one connection and exit with its status")
     parser.add_argument("--header", action="append", default=[], metavar="'NAME: VALUE'",
@@ -118,6 +125,8 @@ def parse_header(value: str) -> tuple[str, str]:
 
 def configure(args: argparse.Namespace) -> ClientConfig:
     """Check the options; ValueError (usage) or OSError/ssl.SSLError (TLS files) if bad."""
+    if args.traffic and args.listen == "-":
+        raise ValueError(TRAFFIC_WITH_STDIO)
     endpoint = parse_url(args.url)
     headers = [parse_header(h) for h in args.header]
     request(endpoint, headers, args.subprotocol or [DEFAULT_SUBPROTOCOL])  # checked once here
@@ -125,7 +134,7 @@ def configure(args: argparse.Namespace) -> ClientConfig:
     if endpoint.secure:
         context = client_context(args.cafile, args.cert, args.key, args.insecure)
     return ClientConfig(endpoint, args.url, headers, args.subprotocol or [DEFAULT_SUBPROTOCOL],
-                        context, args.timeout)
+                        context, args.timeout, args.traffic)
 
 
 def relay_one(conn: socket.socket, peer: str, config: ClientConfig) -> int:
@@ -143,11 +152,14 @@ def relay_one(conn: socket.socket, peer: str, config: ClientConfig) -> int:
             log.error("%s: %s: cannot connect: %s", peer, config.url, exc)
             return FAILED
         log.info("%s: connected to %s", peer, config.url)
-        relay = Relay(ws_sock, conn, ServerPeerStream(ws))
+        tap = _traffic_tap() if config.traffic else None
+        relay = Relay(ws_sock, conn, ServerPeerStream(ws), tap=tap)
         try:
             info = relay.run(rest)
         finally:
             ws_sock.close()
+            if tap is not None:
+                tap.close()  # ends the session's line of markers
         # -v: the size of the session, as the relay counted it (wire bytes from the server).
         log.debug("%s: %d bytes from the TCP side, %d bytes from the server", peer,
                   relay.received_from_target, relay.received_from_client)
@@ -156,6 +168,13 @@ def relay_one(conn: socket.socket, peer: str, config: ClientConfig) -> int:
         return 0 if info.code == NORMAL else FAILED
     finally:
         conn.close()
+
+
+def _traffic_tap() -> SessionTap:
+    """``--traffic`` for one session: the relay's "client" is the WebSocket server, its
+    "target" the TCP connection (docs/client.rst has the mapping)."""
+    markers = TrafficMarkers(legend=CLIENT_LEGEND)
+    return SessionTap([markers], markers=markers)
 
 
 def serve(listener: socket.socket, config: ClientConfig, once: bool) -> int:

@@ -1,6 +1,6 @@
-"""``websockify-client``'s ``-v``, ``--log-file`` and ``--log-format`` behave as the server's
-(issue #20 §2; #15 Reliability 2 §3, #16 Operations 2 §1-2): the real client command and the
-real proxy command on loopback."""
+"""``websockify-client``'s ``-v``, ``--log-file``, ``--log-format`` and ``--traffic`` behave
+as the server's (issue #20 §2; #15 Reliability 2 §3, #16 Operations 2 §1-2; spec §3.4): the
+real client command and the real proxy command on loopback."""
 
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ import pytest
 
 from tests.conftest import TIMEOUT
 from tests.integration.conftest import StartProxy
+from proxy.observe.traffic import CLIENT_LEGEND
 from tests.support.backends import EchoBackend
 from tests.support.inprocess import wait_for
 from tests.support.process import ProxyProcess, clean_env, free_port
@@ -130,3 +131,27 @@ def test_a_log_file_in_a_missing_directory_is_one_line_and_exit_1(tmp_path: Path
     assert (done.returncode, done.stdout) == (1, b"")
     assert done.stderr.decode() == (
         f"websockify-client: cannot open log file {path}: No such file or directory\n")
+
+
+def test_traffic_prints_the_client_legend_then_the_markers_of_a_round_trip(
+        start_proxy: StartProxy, echo_backend: EchoBackend, tmp_path: Path,
+        clients: list[ProxyProcess]) -> None:
+    """One echo, seen from the client: ``{`` read from TCP, ``<`` sent to the server, ``}``
+    its echo, ``>`` written to TCP; then our Close (``<``) and the server's (``}.``)."""
+    proxy = start_proxy(echo_backend.port)
+    client = start(tmp_path, clients, f"ws://127.0.0.1:{proxy.port}/", "--traffic")
+    session(client, b"hello")
+    assert wait_for(lambda: client.stdout().endswith("\n") and
+                    len(client.stdout()) > len(CLIENT_LEGEND), "the end of the marker line")
+    assert client.stdout() == CLIENT_LEGEND + "{<}><}.\n"
+    assert client.stdout_path.read_bytes().startswith(
+        b"\nTraffic Legend:\n    }  - WebSocket receive\n")
+
+
+def test_traffic_with_dash_is_a_usage_error(tmp_path: Path) -> None:
+    done = subprocess.run([*CLIENT, "--traffic", "-", "ws://127.0.0.1:9/"],
+                          stdin=subprocess.DEVNULL, capture_output=True, cwd=tmp_path,
+                          env=clean_env(), timeout=2 * TIMEOUT)
+    assert (done.returncode, done.stdout) == (2, b"")
+    assert done.stderr.decode().endswith("websockify-client: error: --traffic writes to "
+                                         "standard output, which - uses for data\n")
