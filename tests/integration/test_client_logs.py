@@ -155,3 +155,23 @@ def test_traffic_with_dash_is_a_usage_error(tmp_path: Path) -> None:
     assert (done.returncode, done.stdout) == (2, b"")
     assert done.stderr.decode().endswith("websockify-client: error: --traffic writes to "
                                          "standard output, which - uses for data\n")
+
+
+def test_the_servers_close_code_and_reason_are_logged_and_once_exits_1(
+        start_proxy: StartProxy, tmp_path: Path) -> None:
+    """A target that refuses: our server accepts the WebSocket, then closes 1011 with its
+    reason; the client logs both in its close line (a refused token is a handshake
+    refusal, test_client_auth)."""
+    proxy = start_proxy(free_port())  # nothing listens there
+    client = subprocess.Popen([*CLIENT, "-", f"ws://127.0.0.1:{proxy.port}/"],
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, env=clean_env(), start_new_session=True)
+    try:
+        status = client.wait(2 * TIMEOUT)  # its stdin stays open: the server ends it
+    finally:
+        if client.poll() is None:
+            client.kill()
+        out, err = client.communicate(timeout=TIMEOUT)
+    assert (status, out) == (1, b"")
+    assert err.decode().splitlines()[-1] == (
+        "stdio: closed by server: 1011 Failed to connect to downstream server")
