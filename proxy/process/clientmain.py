@@ -4,6 +4,8 @@
 on the listen address opens a WebSocket to ``URL`` and the two are relayed by the
 server's relay core (``proxy.transport.relay``, same buffers and backpressure), with
 the WebSocket as the relay's "client" side and the TCP connection as its "target".
+Messages and ``--traffic`` markers are the server's (``proxy.observe.logsetup``,
+``proxy.observe.traffic``).
 """
 
 from __future__ import annotations
@@ -209,9 +211,7 @@ def _on_sighup(signum: int, frame: FrameType | None) -> None:
 def _setup_logging(args: argparse.Namespace) -> None:
     """The server's logging (issue #20 §2): stderr always, ``--log-file`` added (created
     0640, followed when moved), ``-v`` for DEBUG, ``--log-format json``. Raises OSError."""
-    # Absolute, as the server's settings (the SIGHUP line names the file in full).
-    log_file = os.path.abspath(args.log_file) if args.log_file else None
-    logsetup.configure_logs(LogSettings(args.verbose, log_file,
+    logsetup.configure_logs(LogSettings(args.verbose, args.log_file,
                                         log_format=args.log_format))
     # SIGHUP reopens the log file (logrotate), except in a terminal, where a hangup means
     # the terminal went away and the process ends, as the server's (#16 Operations 2 §1).
@@ -229,6 +229,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error(str(exc))
     except (OSError, ssl.SSLError) as exc:
         parser.error(f"TLS files: {exc}")
+    if args.log_file:  # absolute, as in the server's settings: the SIGHUP line names it
+        args.log_file = os.path.abspath(args.log_file)
     try:
         _setup_logging(args)
     except OSError as exc:

@@ -124,8 +124,8 @@ def test_log_format_json_makes_every_line_a_json_object(
 
 
 def test_a_log_file_in_a_missing_directory_is_one_line_and_exit_1(tmp_path: Path) -> None:
-    path = tmp_path / "missing" / "client.log"
-    done = subprocess.run([*CLIENT, "--log-file", str(path), f"127.0.0.1:{free_port()}",
+    path = tmp_path / "missing" / "client.log"  # given relative, reported absolute
+    done = subprocess.run([*CLIENT, "--log-file", "missing/client.log", f"127.0.0.1:{free_port()}",
                            "ws://127.0.0.1:9/"], stdin=subprocess.DEVNULL, capture_output=True,
                           cwd=tmp_path, env=clean_env(), timeout=2 * TIMEOUT)
     assert (done.returncode, done.stdout) == (1, b"")
