@@ -16,7 +16,7 @@ from collections.abc import Callable
 from typing import Any
 
 from proxy.observe import jsonlog
-from proxy.settings import Settings
+from proxy.settings import LogSettings, Settings
 
 log = logging.getLogger("proxy.logsetup")
 
@@ -289,6 +289,16 @@ def configure(settings: Settings, *, daemon: bool | None = None) -> None:
         daemon: syslog facility ``daemon`` instead of ``user`` (spec §3.6); None reads
             ``settings.daemon``.
     """
+    configure_logs(settings.logging, daemon=settings.daemon if daemon is None else daemon)
+
+
+def configure_logs(logs: LogSettings, *, daemon: bool = False) -> None:
+    """``configure`` for a command without a whole ``Settings``: ``websockify-client``
+    logs exactly as the server does (issue #20 §2).
+
+    Raises:
+        OSError: the ``--log-file`` cannot be opened (the caller reports it in one line).
+    """
     root = logging.getLogger()
     for handler in list(root.handlers):
         root.removeHandler(handler)
@@ -297,22 +307,20 @@ def configure(settings: Settings, *, daemon: bool | None = None) -> None:
     _installed.clear()
     # --log-format json: every line is JSON, the banner and errors too (issue #16).
     global _json_lines
-    _json_lines = settings.logging.log_format == "json"
+    _json_lines = logs.log_format == "json"
     formatter = jsonlog.JSONFormatter() if _json_lines else logging.Formatter(FORMAT)
     if _json_lines:
         jsonlog.route_stray_output()
     handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr)]
-    if settings.logging.log_file:
-        handlers.append(ReopenableFileHandler(settings.logging.log_file))
+    if logs.log_file:
+        handlers.append(ReopenableFileHandler(logs.log_file))
     for handler in handlers:
         handler.setFormatter(formatter)
         root.addHandler(handler)
         _installed.append(handler)
-    root.setLevel(logging.DEBUG if settings.logging.verbose else logging.INFO)
-    if settings.logging.syslog:
-        if daemon is None:
-            daemon = settings.daemon
-        _add_syslog(root, settings.logging.syslog, settings.logging.legacy_syslog,
+    root.setLevel(logging.DEBUG if logs.verbose else logging.INFO)
+    if logs.syslog:
+        _add_syslog(root, logs.syslog, logs.legacy_syslog,
                     FACILITY_DAEMON if daemon else FACILITY_USER, formatter)
 
 

@@ -32,6 +32,21 @@ LEGEND = (
     "    <  - Client send\n"
     "    <. - Client send partial\n"
 )
+#: ``websockify-client --traffic`` (issue #20 §2): the same markers, but its relay's
+#: "client" is the WebSocket server and its "target" the local TCP connection, so the
+#: legend names those. ``.>`` as printed (the server's legend says ``>.``, spec §13.21).
+CLIENT_LEGEND = (
+    "\n"
+    "Traffic Legend:\n"
+    "    }  - WebSocket receive\n"
+    "    }. - WebSocket receive partial\n"
+    "    {  - TCP receive\n"
+    "\n"
+    "    >  - TCP send\n"
+    "    .> - TCP send partial\n"
+    "    <  - WebSocket send\n"
+    "    <. - WebSocket send partial\n"
+)
 CLIENT_MESSAGE = "}"  # one complete data message from the client
 CLIENT_PARTIAL = "}."  # a client read that completed no data message
 TARGET_READ = "{"  # one read from the target (one frame to the client)
@@ -71,11 +86,12 @@ class TrafficMarkers:
     Args:
         out: returns the stream to write to (looked up per write, so a replaced
             ``sys.stdout`` is honoured); None from it means "nowhere".
+        legend: printed first; ``websockify-client`` names its own sides (``CLIENT_LEGEND``).
     """
 
-    def __init__(self, out: Callable[[], TextIO | None] = _stdout) -> None:
+    def __init__(self, out: Callable[[], TextIO | None] = _stdout, legend: str = LEGEND) -> None:
         self._out = out
-        self._write(LEGEND, owner=None)  # its leading "\n" ends another session's line
+        self._write(legend, owner=None)  # its leading "\n" ends another session's line
 
     def _write(self, text: str, owner: object | None) -> None:
         with _STDOUT_LOCK:

@@ -4,12 +4,15 @@
 on the listen address opens a WebSocket to ``URL`` and the two are relayed by the
 server's relay core (``proxy.transport.relay``, same buffers and backpressure), with
 the WebSocket as the relay's "client" side and the TCP connection as its "target".
+Messages and ``--traffic`` markers are the server's (``proxy.observe.logsetup``,
+``proxy.observe.traffic``).
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
+import os
 import signal
 import socket
 import ssl
@@ -18,12 +21,17 @@ import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from types import FrameType
 
 from proxy.errors import TargetError
+from proxy.observe import logsetup
+from proxy.observe.traffic import CLIENT_LEGEND, SessionTap, TrafficMarkers
 from proxy.protocol.clienthandshake import (DEFAULT_SUBPROTOCOL, Endpoint, HandshakeRefused,
                                             parse_url, request)
 from proxy.protocol.clientrole import ServerPeerStream
 from proxy.protocol.closes import NORMAL
+from proxy.process.reload import NOTHING_TO_RELOAD, RELOADED
+from proxy.settings import LogSettings
 from proxy.transport.relay import Relay
 from proxy.transport.stdio import StdioPump
 from proxy.transport.targets import tune_tcp
@@ -37,6 +45,13 @@ log = logging.getLogger("websockify.client")
 FAILED = 1
 #: Pause after a failed accept() (out of file descriptors) before the next.
 ACCEPT_BACKOFF = 0.1  # seconds
+#: ``--log-file`` that cannot be opened: this line on stderr, exit 1 (as the server, #15).
+LOG_FILE_ERROR = "websockify-client: cannot open log file {path}: {cause}\n"
+#: ``--log-format``: ``both`` of the server is about its per-session JSON records, which
+#: the client does not write.
+LOG_FORMATS = ("classic", "json")
+#: ``-`` relays standard output: markers there would corrupt the data.
+TRAFFIC_WITH_STDIO = "--traffic writes to standard output, which - uses for data"
 
 
 @dataclass(frozen=True)
@@ -49,6 +64,8 @@ class ClientConfig:
     subprotocols: list[str]
     context: ssl.SSLContext | None
     timeout: float
+    #: ``--traffic``: the server's markers on stdout, one line per session (spec §3.4).
+    traffic: bool = False
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -62,7 +79,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("url", metavar="URL", help="ws:// or wss:// URL; user:password@ "
                         "in it is sent as Basic credentials")
     parser.add_argument("-v", "--verbose", action="store_true", help="verbose messages")
-    parser.add_argument("--log-file", metavar="FILE", help="write messages to FILE")
+    parser.add_argument("--log-file", metavar="FILE",
+                        help="write messages to FILE too (reopened on SIGHUP and when moved)")
+    parser.add_argument("--log-format", choices=LOG_FORMATS, default="classic",
+                        help="classic: plain lines (default); json: one JSON object a line")
+    parser.add_argument("--traffic", action="store_true",
+                        help="traffic markers on standard output, as the server's (not with -)")
     parser.add_argument("--once", action="store_true",
                         help="serve one connection and exit with its status")
     parser.add_argument("--header", action="append", default=[], metavar="'NAME: VALUE'",
@@ -105,6 +127,8 @@ def parse_header(value: str) -> tuple[str, str]:
 
 def configure(args: argparse.Namespace) -> ClientConfig:
     """Check the options; ValueError (usage) or OSError/ssl.SSLError (TLS files) if bad."""
+    if args.traffic and args.listen == "-":
+        raise ValueError(TRAFFIC_WITH_STDIO)
     endpoint = parse_url(args.url)
     headers = [parse_header(h) for h in args.header]
     request(endpoint, headers, args.subprotocol or [DEFAULT_SUBPROTOCOL])  # checked once here
@@ -112,7 +136,7 @@ def configure(args: argparse.Namespace) -> ClientConfig:
     if endpoint.secure:
         context = client_context(args.cafile, args.cert, args.key, args.insecure)
     return ClientConfig(endpoint, args.url, headers, args.subprotocol or [DEFAULT_SUBPROTOCOL],
-                        context, args.timeout)
+                        context, args.timeout, args.traffic)
 
 
 def relay_one(conn: socket.socket, peer: str, config: ClientConfig) -> int:
@@ -130,15 +154,29 @@ def relay_one(conn: socket.socket, peer: str, config: ClientConfig) -> int:
             log.error("%s: %s: cannot connect: %s", peer, config.url, exc)
             return FAILED
         log.info("%s: connected to %s", peer, config.url)
+        tap = _traffic_tap() if config.traffic else None
+        relay = Relay(ws_sock, conn, ServerPeerStream(ws), tap=tap)
         try:
-            info = Relay(ws_sock, conn, ServerPeerStream(ws)).run(rest)
+            info = relay.run(rest)
         finally:
             ws_sock.close()
+            if tap is not None:
+                tap.close()  # ends the session's line of markers
+        # -v: the size of the session, as the relay counted it (wire bytes from the server).
+        log.debug("%s: %d bytes from the TCP side, %d bytes from the server", peer,
+                  relay.received_from_target, relay.received_from_client)
         side = "server" if info.by_client else "us"
         log.info("%s: closed by %s: %d %s", peer, side, info.code, info.reason)
         return 0 if info.code == NORMAL else FAILED
     finally:
         conn.close()
+
+
+def _traffic_tap() -> SessionTap:
+    """``--traffic`` for one session: the relay's "client" is the WebSocket server, its
+    "target" the TCP connection (docs/client.rst has the mapping)."""
+    markers = TrafficMarkers(legend=CLIENT_LEGEND)
+    return SessionTap([markers], markers=markers)
 
 
 def serve(listener: socket.socket, config: ClientConfig, once: bool) -> int:
@@ -156,13 +194,29 @@ def serve(listener: socket.socket, config: ClientConfig, once: bool) -> int:
         threading.Thread(target=relay_one, args=(conn, peer, config), daemon=True).start()
 
 
+def _reopen_logs() -> None:
+    reopened = logsetup.reopen()
+    if reopened:
+        log.info("%s", RELOADED.format(", ".join(f"log file {p}" for p in reopened)))
+    else:
+        log.info("%s", NOTHING_TO_RELOAD)
+
+
+def _on_sighup(signum: int, frame: FrameType | None) -> None:
+    # In a thread, as the server does (proxy.process.reload): the signal may interrupt a
+    # logging call that holds the file handler's lock.
+    threading.Thread(target=_reopen_logs, name="reload", daemon=True).start()
+
+
 def _setup_logging(args: argparse.Namespace) -> None:
-    handler: logging.Handler = (logging.FileHandler(args.log_file) if args.log_file
-                                else logging.StreamHandler(sys.stderr))
-    handler.setFormatter(logging.Formatter("%(message)s"))
-    root = logging.getLogger()
-    root.addHandler(handler)
-    root.setLevel(logging.DEBUG if args.verbose else logging.INFO)
+    """The server's logging (issue #20 §2): stderr always, ``--log-file`` added (created
+    0640, followed when moved), ``-v`` for DEBUG, ``--log-format json``. Raises OSError."""
+    logsetup.configure_logs(LogSettings(args.verbose, args.log_file,
+                                        log_format=args.log_format))
+    # SIGHUP reopens the log file (logrotate), except in a terminal, where a hangup means
+    # the terminal went away and the process ends, as the server's (#16 Operations 2 §1).
+    if not os.isatty(2):
+        signal.signal(signal.SIGHUP, _on_sighup)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -175,7 +229,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error(str(exc))
     except (OSError, ssl.SSLError) as exc:
         parser.error(f"TLS files: {exc}")
-    _setup_logging(args)
+    if args.log_file:  # absolute, as in the server's settings: the SIGHUP line names it
+        args.log_file = os.path.abspath(args.log_file)
+    try:
+        _setup_logging(args)
+    except OSError as exc:
+        # One line, not a traceback (#15 Reliability 2 §3): e.g. a missing directory.
+        sys.stderr.write(LOG_FILE_ERROR.format(path=args.log_file, cause=exc.strerror or exc))
+        return FAILED
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     if args.listen == "-":
         return serve_stdio(config)

@@ -31,15 +31,18 @@ PANELS = [  # title, scenario (None: idle), result key, scale
 LOG_SPREAD = 20
 LABELS = {"direct": "direct", "socat": "socat", "wsfy-numpy": "websockify+numpy",
           "wsfy-plain": "websockify, no numpy", "ours": "ours", "ours-numpy": "ours[numpy]",
-          "ours-w2": "ours --workers 2", "ours-v": "ours -v", "ours-traffic": "ours --traffic"}
+          "ours-w2": "ours --workers 2", "ours-v": "ours -v", "ours-traffic": "ours --traffic",
+          "chain": "client→ours (TCP)"}
 COLORS = {"direct": "#999999", "socat": "#666666", "wsfy-numpy": "#d62728",
           "wsfy-plain": "#ff9896", "ours": "#1f77b4", "ours-numpy": "#17becf",
-          "ours-w2": "#2ca02c", "ours-v": "#9467bd", "ours-traffic": "#8c564b"}
+          "ours-w2": "#2ca02c", "ours-v": "#9467bd", "ours-traffic": "#8c564b",
+          "chain": "#aec7e8"}
 #: The peers' names in scripts/bench's text tables (its LABELS).
 TABLE_NAMES = {"direct": "direct", "socat": "socat", "websockify+numpy": "wsfy-numpy",
                "websockify (no numpy)": "wsfy-plain", "ours": "ours",
                "ours[numpy]": "ours-numpy", "ours --workers 2": "ours-w2",
-               "ours -v": "ours-v", "ours --traffic": "ours-traffic"}
+               "ours -v": "ours-v", "ours --traffic": "ours-traffic",
+               "client→ours (TCP)": "chain"}
 #: The scenarios' rows in scripts/bench's medians table (its METRICS labels).
 TABLE_ROWS = {"client→target 64 KiB msgs": ("c2t", "value"),
               "target→client 64 KiB reads": ("t2c", "value"),

@@ -24,13 +24,14 @@ NODE_DIR = ROOT / "tests" / "node"
 
 
 def test_a_quick_bench_run_prints_a_table_with_numbers(tmp_path: Path) -> None:
-    """`scripts/bench --quick --only ours,direct` finishes and prints figures for each,
-    behind both target servers (issue #19)."""
+    """`scripts/bench --quick --only ours,direct,chain` finishes and prints figures for
+    each, behind both target servers (issue #19); "chain" is websockify-client in front of
+    ours, over TCP (issue #20 §2)."""
     if shutil.which("node") is None:
         pytest.skip("node is not installed")
     if not (NODE_DIR / "node_modules" / "ws" / "package.json").is_file():
         pytest.skip("Node package ws missing: run `npm install --prefix tests/node`")
-    peers = "ours,direct" + (",socat" if shutil.which("socat") else "")
+    peers = "ours,direct" + (",socat" if shutil.which("socat") else "") + ",chain"
     env = {k: v for k, v in os.environ.items() if not k.startswith("WEBSOCKIFY_")}
     env.update(BENCH_DIR=str(tmp_path), BENCH_NODE=str(NODE_DIR), BENCH_OURS_PYTHON=sys.executable)
     out = tmp_path / "report.json"
@@ -61,4 +62,5 @@ def test_a_quick_bench_run_prints_a_table_with_numbers(tmp_path: Path) -> None:
                     if line.startswith("proxy CPU per connection (µs)"))
         assert re.match(r"proxy CPU per connection \(µs\)\s+[\d,.]+ \[.*\]\s+—", line), line
     assert re.search(r"^ours\s+200\s+200\s+200\s", res.stdout, re.M), res.stdout
+    assert re.search(r"^client→ours \(TCP\)\s+200\s+200\s+200\s", res.stdout, re.M), res.stdout
     assert out.is_file()

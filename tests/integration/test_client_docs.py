@@ -45,7 +45,8 @@ def test_help_shows_the_synopsis_and_a_bad_url_is_a_usage_error() -> None:
                            timeout=2 * TIMEOUT, check=False)
     assert shown.returncode == 0
     assert shown.stdout.decode().startswith(
-        "usage: websockify-client [-h] [-v] [--log-file FILE] [--once]")
+        "usage: websockify-client [-h] [-v] [--log-file FILE]\n"
+        "                         [--log-format {classic,json}] [--traffic] [--once]")
     bad = subprocess.run([*command, "5901", "http://h/"], capture_output=True,
                          env=clean_env(), timeout=2 * TIMEOUT, check=False)
     assert bad.returncode == 2
