@@ -120,6 +120,17 @@ def _read_display(fd: int, proc: subprocess.Popen[bytes], log: Path) -> int:
     return int(data)
 
 
+def start_xterm(env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+    """The terminal the tests type into: a colour name typed there paints the root window."""
+    x, y = TERMINAL[:2]
+    with open(log, "wb") as out:
+        return subprocess.Popen(
+            ["xterm", "-geometry", f"30x6+{x}+{y}", "-fa", "DejaVu Sans Mono", "-fs", "14",
+             "-bg", "white", "-fg", "black", "-e", "sh", "-c",
+             'read colour; xsetroot -solid "$colour"; sleep 600'],
+            env=env, stdin=subprocess.DEVNULL, stdout=out, stderr=out, start_new_session=True)
+
+
 @pytest.fixture
 def desktop(tmp_path: Path) -> Iterator[Desktop]:
     """Xvnc on a free display: a blue root window and an xterm that reads a colour.
@@ -148,14 +159,7 @@ def desktop(tmp_path: Path) -> Iterator[Desktop]:
         env = {**os.environ, "DISPLAY": f":{display}"}
         colour = "#%02x%02x%02x" % ROOT_COLOUR
         subprocess.run(["xsetroot", "-solid", colour], env=env, check=True, timeout=TIMEOUT)
-        x, y = TERMINAL[:2]
-        with open(tmp_path / "xterm.log", "wb") as out:
-            xterm = subprocess.Popen(
-                ["xterm", "-geometry", f"30x6+{x}+{y}", "-fa", "DejaVu Sans Mono", "-fs", "14",
-                 "-bg", "white", "-fg", "black", "-e", "sh", "-c",
-                 'read colour; xsetroot -solid "$colour"; sleep 600'],
-                env=env, stdin=subprocess.DEVNULL, stdout=out, stderr=out,
-                start_new_session=True)
+        xterm = start_xterm(env, tmp_path / "xterm.log")
         yield Desktop(display, port)
     finally:
         os.close(read_fd)

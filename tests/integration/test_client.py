@@ -67,6 +67,16 @@ def read_digest(sock: socket.socket, limit: int) -> tuple[int, str]:
     return count, digest.hexdigest()
 
 
+def recv_exactly(sock: socket.socket, size: int) -> bytes:
+    """``size`` bytes from a TCP socket (an EOF before them fails the test)."""
+    got = b""
+    while len(got) < size:
+        chunk = sock.recv(size - len(got))
+        assert chunk, got
+        got += chunk
+    return got
+
+
 def start_client(tmp_path: Path, url: str, *args: str) -> ProxyProcess:
     workdir = tmp_path / "client"
     workdir.mkdir(exist_ok=True)
@@ -103,12 +113,7 @@ def test_an_rfb_banner_reaches_a_raw_tcp_client(
         proxy = start_proxy(backend.port)
         with start_client(tmp_path, f"ws://127.0.0.1:{proxy.port}/") as client:
             with socket.create_connection(("127.0.0.1", client.port), timeout=TIMEOUT) as tcp:
-                got = b""
-                while len(got) < 12:
-                    chunk = tcp.recv(12 - len(got))
-                    assert chunk, got
-                    got += chunk
-                assert got == b"RFB 003.008\n"
+                assert recv_exactly(tcp, 12) == b"RFB 003.008\n"
                 client.wait_for_log(": connected to ws://127.0.0.1:")
         no_traceback(client)
 

@@ -15,7 +15,7 @@ import pytest
 from tests.conftest import TIMEOUT
 from tests.integration.conftest import StartProxy
 from tests.integration.test_client import (SIZE, DuplexBackend, payload, read_digest,
-                                           start_client)
+                                           recv_exactly, start_client)
 from tests.support.backends import ScriptedBackend
 
 pytestmark = pytest.mark.integration
@@ -51,12 +51,7 @@ def test_an_rfb_banner_through_websockify_0_13_reaches_a_raw_tcp_client(
         proxy = start_proxy(backend.port, command=[str(WEBSOCKIFY)])
         with start_client(tmp_path, f"ws://127.0.0.1:{proxy.port}/") as client:
             with socket.create_connection(("127.0.0.1", client.port), timeout=TIMEOUT) as tcp:
-                got = b""
-                while len(got) < 12:
-                    chunk = tcp.recv(12 - len(got))
-                    assert chunk, got
-                    got += chunk
-                assert got == b"RFB 003.008\n"
+                assert recv_exactly(tcp, 12) == b"RFB 003.008\n"
                 # websockify closes 1000 after the target's EOF (its spec, section 5.3);
                 # the TCP client stays connected until then, then sees the end.
                 line = client.wait_for_log("closed by server")

@@ -19,9 +19,10 @@ import pytest
 
 from tests.conftest import TIMEOUT
 from tests.integration.conftest import StartProxy
-from tests.integration.test_browser import (DEBIAN_NOVNC, ROOT_COLOUR, SCREEN, TERMINAL,
+from tests.integration.test_browser import (DEBIAN_NOVNC, ROOT_COLOUR, SCREEN,
                                             _assert_desktop_drawn_and_typing_seen,
-                                            _need_chromium, _novnc, _read_display, _stop)
+                                            _need_chromium, _novnc, _read_display, _stop,
+                                            start_xterm)
 from tests.support.process import free_port
 
 pytestmark = [pytest.mark.integration, pytest.mark.browser]
@@ -58,14 +59,7 @@ def screen(tmp_path: Path) -> Iterator[Screen]:
     try:
         display = _read_display(read_fd, xvfb, log)
         env = {**os.environ, "DISPLAY": f":{display}"}
-        x, y = TERMINAL[:2]
-        with open(tmp_path / "xterm.log", "wb") as out:
-            xterm = subprocess.Popen(
-                ["xterm", "-geometry", f"30x6+{x}+{y}", "-fa", "DejaVu Sans Mono", "-fs", "14",
-                 "-bg", "white", "-fg", "black", "-e", "sh", "-c",
-                 'read colour; xsetroot -solid "$colour"; sleep 600'],
-                env=env, stdin=subprocess.DEVNULL, stdout=out, stderr=out,
-                start_new_session=True)
+        xterm = start_xterm(env, tmp_path / "xterm.log")
         yield Screen(display, env)
     finally:
         os.close(read_fd)

@@ -8,9 +8,7 @@ import contextlib
 import json
 import logging
 import os
-import sys
 import threading
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -19,33 +17,13 @@ from proxy.observe import jsonlog, logsetup, sessionlog
 from proxy.settings import Settings
 
 
-@pytest.fixture
-def json_logging() -> Iterator[None]:
-    """Put the root logger and the hooks back as they were after the test."""
-    root = logging.getLogger()
-    handlers, level = list(root.handlers), root.level
-    hooks = sys.excepthook, threading.excepthook
-    yield
-    for handler in list(root.handlers):
-        root.removeHandler(handler)
-        if handler not in handlers:
-            handler.close()
-    for handler in handlers:
-        root.addHandler(handler)
-    root.setLevel(level)
-    logsetup._installed.clear()
-    logsetup._json_lines = False
-    sys.excepthook, threading.excepthook = hooks
-    logging.captureWarnings(False)
-
-
 def lines(text: str) -> list[dict[str, Any]]:
     parsed = [json.loads(line) for line in text.splitlines()]
     assert all(isinstance(obj, dict) for obj in parsed)
     return parsed
 
 
-def test_a_plain_line_and_a_traceback(json_logging: None,
+def test_a_plain_line_and_a_traceback(restore_logging: None,
                                       capsys: pytest.CaptureFixture[str]) -> None:
     logsetup.configure(Settings(log_format="json", verbose=True))  # in the test: capsys
     log = logging.getLogger("proxy.test")
@@ -62,7 +40,7 @@ def test_a_plain_line_and_a_traceback(json_logging: None,
     assert second["traceback"].endswith("ValueError: bad value")
 
 
-def test_a_session_record_keeps_its_own_fields(json_logging: None,
+def test_a_session_record_keeps_its_own_fields(restore_logging: None,
                                                capsys: pytest.CaptureFixture[str]) -> None:
     logsetup.configure(Settings(log_format="json", verbose=True))  # in the test: capsys
     session = sessionlog.Session(peer="192.0.2.1", peer_port=4000, status=101)
@@ -73,7 +51,7 @@ def test_a_session_record_keeps_its_own_fields(json_logging: None,
 
 
 def test_an_uncaught_exception_in_a_thread_is_one_json_line(
-        json_logging: None, capsys: pytest.CaptureFixture[str]) -> None:
+        restore_logging: None, capsys: pytest.CaptureFixture[str]) -> None:
     logsetup.configure(Settings(log_format="json", verbose=True))  # in the test: capsys
 
     def fail() -> None:
@@ -87,7 +65,7 @@ def test_an_uncaught_exception_in_a_thread_is_one_json_line(
 
 
 def test_a_log_file_that_cannot_be_written_is_reported_in_json(
-        json_logging: None, capsys: pytest.CaptureFixture[str]) -> None:
+        restore_logging: None, capsys: pytest.CaptureFixture[str]) -> None:
     logsetup.configure(Settings(log_format="json", verbose=True))  # in the test: capsys
     if not os.path.exists("/dev/full"):
         pytest.skip("needs /dev/full")

@@ -16,9 +16,6 @@ import pytest
 
 from proxy.observe import logsetup
 from proxy.settings import Settings
-from tests.unit.test_logsetup import restore_logging
-
-__all__ = ["restore_logging"]  # the fixture, shared with test_logsetup
 
 
 @pytest.fixture

@@ -6,7 +6,6 @@ import calendar
 import logging
 import os
 import socket
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -151,22 +150,6 @@ def test_a_failing_syslog_never_raises_nor_prints(
 
 
 # -- configure / --log-file ------------------------------------------------------------------
-
-
-@pytest.fixture
-def restore_logging() -> Iterator[None]:
-    """Put the root logger back as it was (pytest's handlers included)."""
-    root = logging.getLogger()
-    handlers, level = list(root.handlers), root.level
-    yield
-    for handler in list(root.handlers):
-        root.removeHandler(handler)
-        if handler not in handlers:
-            handler.close()
-    for handler in handlers:
-        root.addHandler(handler)
-    root.setLevel(level)
-    logsetup._installed.clear()
 
 
 def test_log_file_appends_and_reopens_after_a_rename(
