@@ -50,3 +50,14 @@ def start_proxy(tmp_path: Path) -> Iterator[StartProxy]:
 def proxy_process(start_proxy: StartProxy, echo_backend: EchoBackend) -> ProxyProcess:
     """The command with default options, proxying to an echo backend."""
     return start_proxy(echo_backend.port)
+
+
+@pytest.fixture
+def clients() -> Iterator[list[ProxyProcess]]:
+    """``websockify-client`` processes a test started: stopped after it, none with a
+    traceback."""
+    started: list[ProxyProcess] = []
+    yield started
+    for client in started:
+        client.stop()
+        assert "Traceback" not in client.stderr(), client.stderr()

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import socket
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -22,15 +21,6 @@ pytestmark = pytest.mark.integration
 @pytest.fixture(scope="module")
 def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
     return Pki.create(tmp_path_factory.mktemp("pki"))
-
-
-@pytest.fixture
-def clients(tmp_path: Path) -> Iterator[list[ProxyProcess]]:
-    started: list[ProxyProcess] = []
-    yield started
-    for client in started:
-        client.stop()
-        assert "Traceback" not in client.stderr(), client.stderr()
 
 
 def once(tmp_path: Path, started: list[ProxyProcess], url: str, *args: str) -> ProxyProcess:

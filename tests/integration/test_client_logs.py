@@ -11,7 +11,6 @@ import socket
 import stat
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -26,15 +25,6 @@ from tests.support.process import ProxyProcess, clean_env, free_port
 pytestmark = pytest.mark.integration
 
 CLIENT = [sys.executable, "-m", "proxy.client"]
-
-
-@pytest.fixture
-def clients(tmp_path: Path) -> Iterator[list[ProxyProcess]]:
-    started: list[ProxyProcess] = []
-    yield started
-    for client in started:
-        client.stop()
-        assert "Traceback" not in client.stderr(), client.stderr()
 
 
 def start(tmp_path: Path, started: list[ProxyProcess], url: str, *args: str,

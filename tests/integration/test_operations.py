@@ -20,7 +20,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from tests.conftest import TIMEOUT, scaled
 from tests.integration.conftest import StartProxy
 from tests.support.backends import EchoBackend
-from tests.support.process import ProxyProcess, clean_env, wait_port
+from tests.support.process import ProxyProcess, clean_env, stop_popen, wait_port
 from tests.support.wsclient import (HTTPResponse, WSClient, echo_session, raw_http,
                                     upgrade_request)
 from tests.support.inprocess import wait_for
@@ -323,13 +323,7 @@ def activated(tmp_path: Path) -> Iterator[Callable[..., tuple[subprocess.Popen[b
 
     yield start
     for proc in procs:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(2 * TIMEOUT)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(TIMEOUT)
+        stop_popen(proc)
 
 
 def test_socket_activation_serves_the_passed_socket(

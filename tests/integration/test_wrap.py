@@ -6,7 +6,6 @@ The LD_PRELOAD shim is compiled once per test session into a temporary cache dir
 from __future__ import annotations
 
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -17,7 +16,7 @@ import pytest
 from wsproto.utilities import LocalProtocolError
 
 from tests.conftest import TIMEOUT
-from tests.support.process import ProxyProcess, clean_env, ended
+from tests.support.process import ProxyProcess, clean_env, ended, stop_popen
 from tests.support.wsclient import WSClient
 from tests.support.inprocess import wait_for
 
@@ -214,12 +213,7 @@ def test_listen_variables_are_not_passed_to_the_command(tmp_path: Path,
         assert wait_for(lambda: try_echo(port, b"act"),
                         "the activated, wrapped command") == b"echo:act"
     finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(2 * TIMEOUT)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(TIMEOUT)
+        stop_popen(proc)
     assert proc.returncode == 0, (tmp_path / "stderr.txt").read_text()
 
 

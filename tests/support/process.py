@@ -63,6 +63,19 @@ def process_age(pid: int) -> float:
     return float(Path("/proc/uptime").read_text().split()[0]) - started
 
 
+def stop_popen(proc: subprocess.Popen[bytes]) -> None:
+    """SIGTERM a process this test started, then SIGKILL it if it is still running after
+    twice the timeout (no-op if it already ended)."""
+    if proc.poll() is not None:
+        return
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(2 * TIMEOUT)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(TIMEOUT)
+
+
 def wait_port(
     port: int,
     deadline: float,
