@@ -19,7 +19,7 @@ from collections.abc import Callable, Mapping
 from types import FrameType
 
 from proxy.observe import logsetup, metrics
-from proxy.process import daemon, sdnotify, workers, wrap
+from proxy.process import daemon, sdnotify, startsignals, workers, wrap
 from proxy.process.reload import hangup_ends_process, reload_parent, sighup_handler
 from proxy.protocol import speedups
 from proxy.errors import StartupError
@@ -221,6 +221,18 @@ def serve(settings: Settings, environ: Mapping[str, str] | None = None) -> int:
     Args:
         environ: the environment (wrap mode builds its shim and the command's from it).
     """
+    # Signals before the running server's handlers are in: noted, then replayed.
+    held = [signal.SIGTERM, signal.SIGINT]
+    if not hangup_ends_process(settings):
+        held.append(signal.SIGHUP)
+    startsignals.hold(held)
+    try:
+        return _start(settings, environ)
+    finally:
+        startsignals.release()
+
+
+def _start(settings: Settings, environ: Mapping[str, str] | None) -> int:
     raise_fd_limit()
     tune_interpreter()
     speedups.install()  # silent: nothing may come before the banner (spec §3.2)
@@ -311,6 +323,7 @@ def _run(server: ProxyServer, settings: Settings, wrapper: wrap.Wrapper | None,
         # contrib unit's `systemctl reload` killed a proxy with nothing to reload (#16).
         previous[signal.SIGHUP] = signal.signal(signal.SIGHUP, sighup_handler(server))
     try:
+        startsignals.replay()  # a stop in the start-up window raises _Terminate here
         if wrapper is not None:
             try:
                 wrapper.start()

@@ -26,6 +26,10 @@ log = logging.getLogger("proxy.sdnotify")
 VARIABLES = ("NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID")
 
 
+#: How long one notification may wait for room in the manager's queue.
+SEND_TIMEOUT = 1.0  # seconds
+
+
 class Notifier:
     """Sends notifications to one socket, from process ``pid`` only.
 
@@ -47,6 +51,9 @@ class Notifier:
             return
         try:
             with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
+                # Bounded: a manager that stops reading fills its queue, and a blocking
+                # send would then hang start-up, reloads and the watchdog.
+                sock.settimeout(SEND_TIMEOUT)
                 sock.sendto(message.encode(), self.address)
         except OSError as exc:
             log.debug("sd_notify %r failed: %s", message, exc)

@@ -32,7 +32,7 @@ import time
 from collections.abc import Callable
 from types import FrameType
 
-from proxy.process import sdnotify
+from proxy.process import sdnotify, startsignals
 
 log = logging.getLogger("proxy.workers")
 
@@ -106,9 +106,10 @@ class Supervisor:
                 self.children.clear()
                 signal.signal(signal.SIGTERM, signal.SIG_IGN)
                 signal.signal(signal.SIGINT, signal.SIG_IGN)
-                # Ignored until the worker's own handler is in (proxy.process.runner): a reload
-                # forwarded to a worker still starting must not end it (#16).
-                signal.signal(signal.SIGHUP, signal.SIG_IGN)
+                # Noted until the worker's own handlers are in (proxy.process.runner replays
+                # them): a reload or stop forwarded to a worker still starting must neither
+                # end it by default action nor be lost (#16).
+                startsignals.hold([signal.SIGHUP, WORKER_STOP])
                 signal.pthread_sigmask(signal.SIG_UNBLOCK, _HANDLED)
                 _die_with_parent(parent)
                 status = self.work(index)
@@ -152,7 +153,10 @@ class Supervisor:
         if on_hup is not None:
             previous[signal.SIGHUP] = signal.signal(signal.SIGHUP, self._on_hup)
         try:
+            startsignals.replay()  # a stop in the start-up window: no worker is started
             for index in range(self.count):
+                if self.stopping:
+                    break
                 self.spawn(index)
             while self.children:
                 sdnotify.watchdog()  # the parent is the main process systemd watches (#16)

@@ -274,6 +274,48 @@ def test_sd_notify_ready_when_listening_watchdog_reload_and_stopping(
         listener.close()
 
 
+def full_notify_socket(path: str) -> tuple[NotifyListener, socket.socket]:
+    """A service manager that stopped reading: its notify socket's queue is full."""
+    listener = NotifyListener(path)
+    filler = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    filler.connect(path)
+    filler.setblocking(False)
+    try:
+        for _ in range(100_000):  # bounded; the queue holds a few hundred at most
+            filler.send(b"X" * 1024)
+    except BlockingIOError:
+        return listener, filler
+    raise AssertionError("the notify socket's queue never filled")
+
+
+@pytest.mark.parametrize("stop_at_once,options", [(False, ()), (True, ()),
+                                                  (True, ("--workers", "2"))])
+def test_a_manager_that_stops_reading_neither_hangs_start_up_nor_loses_a_stop(
+        notify_path: str, echo_backend: EchoBackend, tmp_path: Path,
+        stop_at_once: bool, options: tuple[str, ...]) -> None:
+    """READY=1 used to block for ever on a full notify queue, with the port bound and no
+    session served; and a SIGTERM in that window (before the handlers) killed the process
+    by default action. Now the send gives up after a second, and a stop sent meanwhile
+    is noted and acted on: "In exit", status 0."""
+    listener, filler = full_notify_socket(notify_path)
+    proxy = ProxyProcess(tmp_path, echo_backend.port, *options,
+                         env={"NOTIFY_SOCKET": notify_path})
+    try:
+        proxy.start()
+        if stop_at_once:  # the port answers; READY=1 is still waiting for room
+            assert proxy.stop() == 0
+            assert "In exit" in proxy.stderr() or options  # --workers: the workers say it
+            assert "Traceback" not in proxy.stderr()
+        else:
+            with WSClient.connect(proxy.port) as client:
+                client.send_binary(b"ready")
+                assert client.recv_bytes(5) == b"ready"
+    finally:
+        proxy.stop()
+        filler.close()
+        listener.close()
+
+
 def test_sd_notify_abstract_socket_and_workers_stay_silent(
         start_proxy: StartProxy, echo_backend: EchoBackend) -> None:
     """``@name`` (abstract namespace); with --workers 2 only the parent notifies."""
