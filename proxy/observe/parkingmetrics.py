@@ -23,3 +23,11 @@ def render(lot: parking.ParkingLot) -> str:
              f"# TYPE {events} counter"]
     lines += [f'{events}{{event="{event}"}} {counts.get(event, 0)}' for event in EVENTS]
     return "\n".join(lines) + "\n"
+
+
+def stats_text(lot: parking.ParkingLot) -> str:
+    """The same counters for the ``--stats-interval`` line: ``parked=N reverse=EVENT=N,...``
+    (events that have not happened are left out; ``-`` when none has)."""
+    counts = lot.counts()
+    events = ",".join(f"{event}={counts[event]}" for event in EVENTS if counts.get(event))
+    return f"parked={len(lot.parked_ids())} reverse={events or '-'}"

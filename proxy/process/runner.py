@@ -18,7 +18,7 @@ import time
 from collections.abc import Callable, Mapping
 from types import FrameType
 
-from proxy.observe import logsetup, metrics
+from proxy.observe import logsetup, metrics, parkingmetrics
 from proxy.process import daemon, sdnotify, startsignals, workers, wrap
 from proxy.process.reload import hangup_ends_process, reload_parent, sighup_handler
 from proxy.protocol import speedups
@@ -153,8 +153,10 @@ class _Ticker:
             self.server.metrics.publish()
         if self.interval and time.monotonic() >= self.next_stats:
             self.next_stats += self.interval
-            log.info("%s", metrics.stats_line(
-                self.server.metrics.snapshot(self.server.live_connections)))
+            line = metrics.stats_line(self.server.metrics.snapshot(self.server.live_connections))
+            if self.server.repeater is not None:  # --reverse-listen (issue #20 §1)
+                line += " " + parkingmetrics.stats_text(self.server.repeater.lot)
+            log.info("%s", line)
         if self.wrapper is not None and self.wrapper.poll():
             raise _Terminate(0)  # --wrap-mode exit: websockify's "In exit" path (§3.3)
 

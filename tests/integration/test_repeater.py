@@ -161,6 +161,7 @@ def test_auth_plugins_see_the_id_as_the_port_and_metrics_count_the_rules(
     rport = free_port()
     proxy = start_proxy(0, "--reverse-listen", f"127.0.0.1:{rport}", "--reverse-wait", "0.2",
                         "--auth-plugin", "site_seen.Seen", "--metrics-path", "/metrics",
+                        "--stats-interval", "0.2",
                         env={"PYTHONPATH": str(tmp_path)}, positionals=["127.0.0.1:{port}"])
     answer = raw_http(proxy.port, upgrade_request(path="/?token=other"))
     assert answer.status == 403
@@ -182,6 +183,8 @@ def test_auth_plugins_see_the_id_as_the_port_and_metrics_count_the_rules(
                  'websockify_reverse_events_total{event="paired"} 1',
                  'websockify_reverse_events_total{event="refused_full"} 0'):
         assert line in body.splitlines()
+    # The same counters end the --stats-interval line.
+    proxy.wait_for_log(" parked=0 reverse=parked=1,replaced=1,paired=1")
 
 
 def test_a_busy_reverse_port_is_a_startup_error(start_proxy: StartProxy) -> None:
