@@ -13,13 +13,12 @@ import logging
 import os
 import resource
 import signal
-import sys
 import time
 from collections.abc import Callable, Mapping
 from types import FrameType
 
 from proxy.observe import logsetup, metrics, parkingmetrics
-from proxy.process import daemon, sdnotify, startsignals, workers, wrap
+from proxy.process import daemon, sdnotify, startsignals, switchinterval, workers, wrap
 from proxy.process.reload import hangup_ends_process, reload_parent, sighup_handler
 from proxy.protocol import speedups
 from proxy.errors import StartupError
@@ -47,22 +46,10 @@ def _terminate(signum: int, frame: FrameType | None) -> None:
     raise _Terminate(signum)
 
 
-#: The GIL switch interval for the command (CPython's default is 0.005 s).
-SWITCH_INTERVAL = 0.5  # seconds
-
-
 def tune_interpreter() -> None:
-    """A long GIL switch interval for thousands of mostly idle relay threads.
-
-    Every thread waiting for the GIL wakes once per switch interval to ask for it; with
-    thousands of threads made runnable at once (one message on each of 9,000 idle
-    connections) those wake-ups alone saturated both cores: one echo on each took 15-23 s
-    for 5,000 connections at CPython's 0.005 s, 18 s for 9,000 at 0.05 s, and 1.3 s for
-    9,000 at 0.5 s (measured 2026-11-26, docs/benchmarks.rst). Relay threads release the
-    GIL at every socket call, so the interval only bounds how long CPU-bound work may
-    hold it; single-connection latency and throughput did not change.
-    """
-    sys.setswitchinterval(SWITCH_INTERVAL)
+    """The GIL switch interval for the threads alive now (``proxy.process.switchinterval``:
+    9,000 idle connections made runnable at once stalled at short intervals, #19)."""
+    switchinterval.adjust()
 
 
 def raise_fd_limit() -> None:
@@ -147,6 +134,7 @@ class _Ticker:
 
     def __call__(self) -> None:
         sdnotify.watchdog()  # from the accept loop: a hung loop stops the pings (#16)
+        switchinterval.adjust()  # longer with more relay threads (#19)
         if self.shared and time.monotonic() >= self.next_publish:
             # At most once per TICK: the accept loop also wakes for every connection.
             self.next_publish = time.monotonic() + TICK
