@@ -233,14 +233,17 @@ const scenarios = {
     const rl = readline.createInterface({ input: process.stdin });
     await new Promise((r) => rl.once('line', r));
     rl.close();
+    // echo_secs: from the first send to the last answer (scripts/idle-check, #19).
+    const t0 = now(); let last = t0;
     const results = await Promise.allSettled(conns.map((c) => {
-      const got = expectBytes(c, 1, 20000);
+      const got = expectBytes(c, 1, 20000).then(() => { last = now(); });
       c.send(Buffer.from('y'));
       return got;
     }));
     const echoing = results.filter((r) => r.status === 'fulfilled').length;
     for (const c of conns) c.kill();
-    return { value: echoing, unit: 'conns', opened: conns.length, failed };
+    return { value: echoing, unit: 'conns', opened: conns.length, failed,
+      echo_secs: (last - t0) / 1000 };
   },
 };
 
