@@ -6,10 +6,11 @@ connections wakes 9,000 relay threads within ~0.1 s, so their waits start, and t
 out, together: once per interval a herd of thousands of threads becomes runnable at
 once, and the thread the GIL was just handed to waits for a CPU behind them. When the
 interval is shorter than the time the herd takes to drain, the next herd comes before
-the last is gone and the hand-offs stall: of 9,000 echoes, 470 to 6,901 came back within
-20 s at 0.005 to 0.1 s, all of them in 2 to 4 s at 0.2 to 5 s, and at the fixed 0.5 s
-used before (56 µs per thread) 3,203 came back in one bench run of eight
-(docs/benchmarks.rst, "9,000 idle connections and the GIL switch interval").
+the last is gone and the hand-offs stall. Of 9,000 echoes at once, only 470 to 6,901
+came back within 20 s in runs at 0.005 to 0.1 s (the state is bistable: 0.05 s also
+passed once), all of them in 2 to 4 s at 0.2 to 5 s, and with the fixed 0.5 s used
+before (56 µs per thread) 3,203 came back in one bench run of eight (docs/benchmarks.rst,
+"9,000 idle connections and the GIL switch interval").
 
 So the interval grows with the threads that may wait for the GIL: ``PER_THREAD``
 (nine times that failing 56 µs) for each, never below ``FLOOR`` (echo latency under load
