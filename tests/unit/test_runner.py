@@ -10,7 +10,8 @@ from proxy.settings import Settings
 
 
 def test_serve_lengthens_the_gil_switch_interval_before_binding() -> None:
-    """Without it a burst on thousands of idle connections stalled (proxy.process.switchinterval)."""
+    """Without it a burst on thousands of idle connections stalled
+    (proxy.process.switchinterval)."""
     previous = sys.getswitchinterval()
     try:
         with socket.create_server(("127.0.0.1", 0)) as busy:
