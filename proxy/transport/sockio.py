@@ -137,6 +137,18 @@ def send_ready(sock: socket.socket, data: bytes) -> int:
         return 0
 
 
+#: The read size of a socket whose last read was small (issue #19): a recv() of 256 KiB
+#: allocates a bytes object that glibc maps and unmaps (mmap, mremap, munmap: three
+#: syscalls and a TLB flush per read, with the GIL held), one of 16 KiB comes from the heap.
+SMALL_READ = 16 * 1024  # bytes
+
+
+def next_read_size(last: int, full: int) -> int:
+    """The next recv() size after a read of ``last`` bytes: ``full`` while reads fill
+    at least ``SMALL_READ`` (a stream), else ``SMALL_READ`` (a session of small messages)."""
+    return full if last >= SMALL_READ else min(SMALL_READ, full)
+
+
 def recv_some(sock: socket.socket, size: int) -> bytes | None:
     """One read; b"" at EOF, None when nothing is there yet. OSError propagates."""
     try:
