@@ -1,22 +1,24 @@
 """Decide whether an HTTP request may be upgraded, and build the 101 with wsproto.
 
 Pure: works on parsed headers and returns bytes; never touches a socket. websockify's own
-checks and reason texts run first (spec §4.3), then the request is normalised (version
-13, Connection and Host present) and handed to wsproto, so wsproto never answers 426.
+checks and reason texts run first (spec §4.3); the request was parsed once, by http.server,
+so the 101 is built here from wsproto's own pieces (accept token, extension negotiation,
+the post-handshake ``Connection``) rather than by re-parsing a synthesized request with
+h11 (issue #19: that second parse was the largest Python cost of a connection).
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from email.message import Message
 from http import HTTPStatus
 
-import h11
-from wsproto import ConnectionType, WSConnection
-from wsproto.events import AcceptConnection, Request
+from wsproto.connection import Connection, ConnectionType
 from wsproto.extensions import Extension
-from wsproto.utilities import ProtocolError
+from wsproto.handshake import server_extensions_handshake
+from wsproto.utilities import generate_accept_token, split_comma_header
 
 from proxy.errors import HandshakeError
 from proxy.protocol.stream import DataMode
@@ -96,39 +98,47 @@ def check_upgrade(headers: Message) -> Upgrade:
     return Upgrade(str(key).strip(), choose_subprotocol(offered_subprotocols(headers)), offers)
 
 
+#: A header value h11 (and so wsproto's handshake) can carry: no NUL, no leading, trailing
+#: or non-blank whitespace (h11's fixed-up RFC 7230 field-value).
+_FIELD_VALUE = re.compile(rb"(?:[^\x00\s]+(?:[ \t]+[^\x00\s]+)*)?")
+
+
+def _field(value: bytes) -> bytes:
+    """``value`` if h11 would carry it in a header, else ValueError (as h11 raises)."""
+    if _FIELD_VALUE.fullmatch(value) is None:
+        raise ValueError(f"Illegal header value {value!r}")
+    return value
+
+
 def accept(upgrade: Upgrade, extra_headers: Sequence[tuple[str, str]],
-           extensions: Sequence[Extension] = ()) -> tuple[WSConnection, bytes]:
+           extensions: Sequence[Extension] = ()) -> tuple[Connection, bytes]:
     """Build the server-side wsproto connection and the 101 response bytes.
 
-    wsproto only sees a normalised request: Host, Connection and the version are not
-    checked by websockify (spec §4.3), so we supply them rather than let wsproto refuse.
-    The real path and Host stay with the caller (tokens, logging). ``extensions`` are
-    the ones we support (``--compression``); each is enabled only if the client offered it.
+    The bytes are those wsproto's h11 handshake writes for this request (the unit tests
+    compare the two): its accept token, the subprotocol, the extensions wsproto's own
+    negotiation accepts, then ``extra_headers``. Host, Connection and the version are
+    not checked by websockify (spec §4.3), so nothing here refuses them. ``extensions``
+    are the ones we support (``--compression``); each is enabled only if the client
+    offered it.
 
     Raises:
-        HandshakeError: 400 when the key cannot be carried in an HTTP header.
+        HandshakeError: 400 when the key (or an extension offer) cannot be carried in an
+            HTTP header, where wsproto's handshake would have refused it.
     """
-    ws = WSConnection(ConnectionType.SERVER)
-    try:
-        request = [
-            (b"Host", b"websockify"),
-            (b"Connection", b"Upgrade"),
-            (b"Upgrade", b"websocket"),
-            (b"Sec-WebSocket-Version", b"13"),
-            (b"Sec-WebSocket-Key", upgrade.key.encode("ascii")),
-        ]
-        if upgrade.subprotocol is not None:
-            request.append((b"Sec-WebSocket-Protocol", upgrade.subprotocol.encode("ascii")))
-        if extensions and upgrade.extensions:
-            request.append((b"Sec-WebSocket-Extensions",
-                            ", ".join(upgrade.extensions).encode("latin-1")))
-        ws.initiate_upgrade_connection(request, "/")
-        event = next(ws.events())
-    except (ProtocolError, h11.ProtocolError, UnicodeError, ValueError) as exc:
-        raise HandshakeError(HTTPStatus.BAD_REQUEST, INVALID_KEY) from exc
-    assert isinstance(event, Request)
-    extra = [(name.encode("ascii"), value.encode("latin-1")) for name, value in extra_headers]
     offered = list(extensions) if upgrade.extensions else []
-    response = AcceptConnection(subprotocol=upgrade.subprotocol, extra_headers=extra,
-                                extensions=offered)
-    return ws, ws.send(response)
+    try:
+        key = _field(upgrade.key.encode("ascii"))
+        offers = split_comma_header(_field(", ".join(upgrade.extensions).encode("latin-1"))) \
+            if offered else []
+    except (UnicodeError, ValueError) as exc:
+        raise HandshakeError(HTTPStatus.BAD_REQUEST, INVALID_KEY) from exc
+    lines = [b"HTTP/1.1 101 Switching Protocols", b"Upgrade: websocket",
+             b"Connection: Upgrade", b"Sec-WebSocket-Accept: " + generate_accept_token(key)]
+    if upgrade.subprotocol is not None:
+        lines.append(b"Sec-WebSocket-Protocol: " + upgrade.subprotocol.encode("ascii"))
+    agreed = server_extensions_handshake(offers, offered) if offered else None
+    if agreed:
+        lines.append(b"Sec-WebSocket-Extensions: " + agreed)
+    for name, value in extra_headers:
+        lines.append(name.encode("ascii") + b": " + _field(value.encode("latin-1")))
+    return Connection(ConnectionType.SERVER, offered), b"\r\n".join(lines) + b"\r\n\r\n"

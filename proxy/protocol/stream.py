@@ -19,7 +19,7 @@ import enum
 from dataclasses import dataclass, field
 
 from wsproto import WSConnection
-from wsproto.connection import ConnectionState
+from wsproto.connection import Connection, ConnectionState
 from wsproto.events import BytesMessage, CloseConnection, Event, Ping, Pong, TextMessage
 
 from proxy.protocol.fastframe import FrameBoundary, frame_header, single_binary_frame
@@ -89,7 +89,7 @@ class ClientStream:
 
     def __init__(
         self,
-        ws: WSConnection,
+        ws: WSConnection | Connection,
         mode: DataMode = DataMode.BINARY,
         text_frames: TextFrames = TextFrames.ACCEPT,
         max_message_size: int = 64 * 1024 * 1024,

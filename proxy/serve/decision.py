@@ -13,7 +13,7 @@ from email.message import Message
 from http import HTTPStatus
 from typing import Any
 
-from wsproto import WSConnection
+from wsproto.connection import Connection
 
 from proxy.access import resolve
 from proxy.errors import HandshakeError
@@ -51,7 +51,7 @@ class Accept:
 
     target: Target
     upgrade: handshake.Upgrade
-    ws: WSConnection
+    ws: Connection
     response: bytes
     #: ``--compression``: the permessage-deflate extension, if the client took it.
     deflate: BoundedDeflate | None

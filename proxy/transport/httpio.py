@@ -13,6 +13,7 @@ import socket
 import time
 
 from proxy.errors import RequestHeadTooLarge, RequestTimeout
+from proxy.transport.sockio import recv_ready, send_ready
 
 _CHUNK = 64 * 1024  # bytes per recv()
 #: http.server's limit on one request or header line (``http.server._MAXLINE``).
@@ -97,8 +98,10 @@ class RequestReader:
         if remaining <= 0:
             raise RequestTimeout("request not received within the deadline")
         try:
-            self._sock.settimeout(remaining)
-            data = self._sock.recv(_CHUNK)
+            data = recv_ready(self._sock, _CHUNK)  # issue #19: no poll() if it is there
+            if data is None:
+                self._sock.settimeout(remaining)
+                data = self._sock.recv(_CHUNK)
         except TimeoutError as exc:
             raise RequestTimeout("request not received within the deadline") from exc
         except OSError:
@@ -116,8 +119,10 @@ class SocketWriter:
         self.closed = False
 
     def write(self, data: bytes) -> int:
-        self._sock.settimeout(self._timeout)
-        self._sock.sendall(data)
+        sent = send_ready(self._sock, data)  # the 101 fits the socket buffer (issue #19)
+        if sent < len(data):
+            self._sock.settimeout(self._timeout)
+            self._sock.sendall(memoryview(data)[sent:])
         return len(data)
 
     def flush(self) -> None:

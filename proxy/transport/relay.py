@@ -31,15 +31,15 @@ from proxy.protocol.stream import ClientStream, Output
 from proxy.settings import Limits
 from proxy.transport.closerequest import CloseRequest
 from proxy.transport.relaytimers import CLIENT_LEFT, TARGET_LEFT, SessionTimers
-from proxy.transport.sockio import (GONE, PEER_SHUT, READ, WRITE, Outbox, Poller, StopSignal,
-                                    recv_some)
+from proxy.transport.sockio import (GONE, PEER_SHUT, READ, SMALL_READ, WRITE, Outbox, Poller,
+                                    StopSignal, next_read_size, recv_some)
 
 __all__ = ["CLIENT_LEFT", "TARGET_LEFT", "Limits", "Relay", "Tap"]
 
 
 #: A target read at least this large but short of ``recv_size`` is followed by one more
 #: non-blocking read, so that a large write split by TCP more often stays one frame.
-MERGE_READS = 16 * 1024  # bytes
+MERGE_READS = SMALL_READ  # bytes: a read that filled the small size is merged on
 #: How long a failed connection waits for the client's EOF after our FIN.
 FAIL_LINGER = 1.0  # seconds
 #: How long a session closed by server shutdown may wait for the client's Close (§10).
@@ -93,6 +93,7 @@ class Relay(SessionTimers):
         #: Bytes taken from each side so far (for tests, stats and logs).
         self.received_from_client = 0
         self.received_from_target = 0
+        self._client_read = self._target_read = next_read_size(0, limits.recv_size)
         #: Why the session was reaped (``CLIENT_LEFT``, ``TARGET_LEFT``); None otherwise.
         self.reaped: str | None = None
         self._client_lost = False  # the client socket failed: nothing more to send it
@@ -196,11 +197,12 @@ class Relay(SessionTimers):
 
     def _read_client(self) -> None:
         try:
-            data = recv_some(self.client, self.limits.recv_size)
+            data = recv_some(self.client, self._client_read)
         except OSError:
             self._lose_client()
             return
         if data is not None:
+            self._client_read = next_read_size(len(data), self.limits.recv_size)
             self._client_fin_at = None  # progress: a later stall watches for a FIN anew
             self._on_client_bytes(data)
 
@@ -241,12 +243,13 @@ class Relay(SessionTimers):
 
     def _read_target(self) -> None:
         try:
-            data = recv_some(self.target, self.limits.recv_size)
+            data = recv_some(self.target, self._target_read)
         except OSError:
             self._lose_target()
             return
         if data is None:
             return
+        self._target_read = next_read_size(len(data), self.limits.recv_size)
         self._target_fin_at = None
         if MERGE_READS <= len(data) < self.limits.recv_size:
             data += self._read_more(self.limits.recv_size - len(data))

@@ -110,6 +110,45 @@ def shut_and_close(sock: socket.socket) -> None:
     sock.close()
 
 
+def recv_ready(sock: socket.socket, size: int, flags: int = 0) -> bytes | None:
+    """One recv() that does not wait, on a blocking plain socket; None when nothing is
+    there yet or the socket is in timeout mode (or TLS), so the caller waits as before.
+
+    Issue #19: a recv() in timeout mode is a poll() and then the recv(), each releasing
+    the GIL (a thread hand-off under load), and settimeout() is one more syscall; the
+    request is usually there already when the handler starts. OSError propagates.
+    """
+    if sock.gettimeout() is not None or isinstance(sock, ssl.SSLSocket):
+        return None
+    try:
+        return sock.recv(size, flags | socket.MSG_DONTWAIT)
+    except BlockingIOError:
+        return None
+
+
+def send_ready(sock: socket.socket, data: bytes) -> int:
+    """What one send() that does not wait wrote of ``data`` (see ``recv_ready``); 0 when
+    the socket is in timeout mode or TLS. OSError propagates."""
+    if sock.gettimeout() is not None or isinstance(sock, ssl.SSLSocket):
+        return 0
+    try:
+        return sock.send(data, socket.MSG_DONTWAIT)
+    except BlockingIOError:
+        return 0
+
+
+#: The read size of a socket whose last read was small (issue #19): a recv() of 256 KiB
+#: allocates a bytes object that glibc maps and unmaps (mmap, mremap, munmap: three
+#: syscalls and a TLB flush per read, with the GIL held), one of 16 KiB comes from the heap.
+SMALL_READ = 16 * 1024  # bytes
+
+
+def next_read_size(last: int, full: int) -> int:
+    """The next recv() size after a read of ``last`` bytes: ``full`` while reads fill
+    at least ``SMALL_READ`` (a stream), else ``SMALL_READ`` (a session of small messages)."""
+    return full if last >= SMALL_READ else min(SMALL_READ, full)
+
+
 def recv_some(sock: socket.socket, size: int) -> bytes | None:
     """One read; b"" at EOF, None when nothing is there yet. OSError propagates."""
     try:

@@ -19,6 +19,7 @@ from typing import Any
 
 from proxy.errors import StartupError, TargetError
 from proxy.settings import Settings
+from proxy.transport.sockio import recv_ready
 
 log = logging.getLogger("proxy.tls")
 
@@ -56,8 +57,10 @@ def classify(first: bytes) -> Sniff:
 def sniff(sock: socket.socket, timeout: float) -> Sniff:
     """Peek at the first byte, waiting up to ``timeout`` seconds; consumes nothing."""
     try:
-        sock.settimeout(timeout)
-        first = sock.recv(1, socket.MSG_PEEK)
+        first = recv_ready(sock, 1, socket.MSG_PEEK)  # usually there: no wait (issue #19)
+        if first is None:
+            sock.settimeout(timeout)
+            first = sock.recv(1, socket.MSG_PEEK)
     except OSError:  # TimeoutError included: websockify closes silently after 3 s
         return Sniff.NOTHING
     return classify(first)

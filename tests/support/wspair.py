@@ -11,14 +11,14 @@ import os
 import struct
 
 from wsproto import ConnectionType, WSConnection
-from wsproto.connection import ConnectionState
+from wsproto.connection import Connection, ConnectionState
 from wsproto.events import (AcceptConnection, BytesMessage, CloseConnection, Event, Request,
                             TextMessage)
 
 from proxy.protocol import handshake
 
 
-def open_pair() -> tuple[WSConnection, WSConnection]:
+def open_pair() -> tuple[WSConnection, Connection]:
     """A wsproto client and an OPEN server connection built by ``handshake.accept``."""
     client = WSConnection(ConnectionType.CLIENT)
     request = client.send(Request(host="example", target="/", subprotocols=["binary"]))

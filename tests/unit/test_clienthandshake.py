@@ -7,7 +7,7 @@ import base64
 
 import pytest
 from wsproto import ConnectionType, WSConnection
-from wsproto.connection import ConnectionState
+from wsproto.connection import Connection, ConnectionState
 from wsproto.events import BytesMessage, CloseConnection, Request
 
 from proxy.protocol import handshake
@@ -58,7 +58,7 @@ def test_an_explicit_authorization_header_wins_over_user_info() -> None:
     assert dict(server_request(data).extra_headers)[b"authorization"] == b"Bearer t"
 
 
-def open_client() -> tuple[WSConnection, WSConnection]:
+def open_client() -> tuple[WSConnection, Connection]:
     """Our client's connection, opened by our server's 101; and a wsproto server peer."""
     ws, data = request(parse_url("ws://h/"), [], ["binary"])
     key = dict(server_request(data).extra_headers)[b"sec-websocket-key"].decode()

@@ -8,9 +8,12 @@ from http.client import parse_headers
 
 import pytest
 from wsproto import ConnectionType, WSConnection
+from wsproto.connection import ConnectionState
 from wsproto.events import AcceptConnection, Request
+from wsproto.extensions import Extension
 
 from proxy.protocol import handshake
+from proxy.protocol.deflate import BoundedDeflate
 from proxy.errors import HandshakeError
 from proxy.protocol.stream import DataMode
 
@@ -134,3 +137,77 @@ def test_a_key_that_cannot_be_carried_in_a_header_is_a_400() -> None:
         handshake.accept(handshake.Upgrade("caf\u00e9", None), [])
     assert info.value.status == 400
     assert info.value.reason == "Invalid Sec-WebSocket-Key header"
+
+
+def _h11_reference(upgrade: handshake.Upgrade, extra: list[tuple[str, str]],
+                   extensions: list[BoundedDeflate]) -> bytes:
+    """The 101 as wsproto's h11 handshake writes it: what ``accept`` built before issue #19
+    (a normalised request re-parsed by h11, then ``AcceptConnection``)."""
+    ws = WSConnection(ConnectionType.SERVER)
+    request = [(b"Host", b"websockify"), (b"Connection", b"Upgrade"),
+               (b"Upgrade", b"websocket"), (b"Sec-WebSocket-Version", b"13"),
+               (b"Sec-WebSocket-Key", upgrade.key.encode("ascii"))]
+    if upgrade.subprotocol is not None:
+        request.append((b"Sec-WebSocket-Protocol", upgrade.subprotocol.encode("ascii")))
+    if extensions and upgrade.extensions:
+        request.append((b"Sec-WebSocket-Extensions",
+                        ", ".join(upgrade.extensions).encode("latin-1")))
+    ws.initiate_upgrade_connection(request, "/")
+    assert isinstance(next(ws.events()), Request)
+    offered: list[Extension] = list(extensions) if upgrade.extensions else []
+    return ws.send(AcceptConnection(
+        subprotocol=upgrade.subprotocol, extensions=offered,
+        extra_headers=[(n.encode("ascii"), v.encode("latin-1")) for n, v in extra]))
+
+
+_OFFERS = [(), ("permessage-deflate",), ("x-webkit-deflate-frame", "permessage-deflate"),
+           ("permessage-deflate; client_max_window_bits",),
+           ("permessage-deflate; server_max_window_bits=10", "permessage-deflate"),
+           ("permessage-deflate; server_max_window_bits=7",), ("foo; a=1",)]
+
+
+@pytest.mark.parametrize("offers", _OFFERS)
+@pytest.mark.parametrize("subprotocol", ["binary", "base64", None])
+@pytest.mark.parametrize("compression", [True, False])
+def test_the_101_is_byte_for_byte_wsprotos(offers: tuple[str, ...], subprotocol: str | None,
+                                           compression: bool) -> None:
+    """Issue #19: the 101 built without h11 is the one wsproto's h11 handshake wrote,
+    and the same extensions are enabled by it."""
+    extra = [("Server", "WebSockify Python/3.11.7"), ("Date", "Sun, 06 Dec 2026 23:00:00 GMT"),
+             ("X-Frame-Options", "DENY")]
+    upgrade = handshake.Upgrade(RFC_KEY, subprotocol, offers)
+    ours, theirs = BoundedDeflate(1 << 20), BoundedDeflate(1 << 20)
+    ws, response = handshake.accept(upgrade, extra, [ours] if compression else [])
+    assert response == _h11_reference(upgrade, extra, [theirs] if compression else [])
+    assert ours.enabled() is theirs.enabled()
+    assert ws.state is ConnectionState.OPEN
+
+
+@pytest.mark.parametrize("key", ["a\x01b", "a\x0bb", "a\x00b", "a b", "a  \tb", "", "+/=="])
+def test_keys_are_refused_exactly_where_wsprotos_handshake_refuses_them(key: str) -> None:
+    """Control characters and blanks in the key: 400 where h11 could not carry it."""
+    upgrade = handshake.Upgrade(key, None)
+    try:
+        _h11_reference(upgrade, [], [])
+    except Exception:  # h11's LocalProtocolError, or its parser's error
+        with pytest.raises(HandshakeError) as info:
+            handshake.accept(upgrade, [])
+        assert (info.value.status, info.value.reason) == (400, "Invalid Sec-WebSocket-Key header")
+    else:
+        assert handshake.accept(upgrade, [])[1] == _h11_reference(upgrade, [], [])
+
+
+@pytest.mark.parametrize("offer", ["permessage-deflate\x01", "d\u00e9flate", "a\x0bb", "a\x00b"])
+def test_offers_are_refused_exactly_where_wsprotos_handshake_refuses_them(offer: str) -> None:
+    """With --compression the offers travel through the handshake too: a 400 where h11
+    or wsproto refused them, else the same 101; without it they are not looked at."""
+    upgrade = handshake.Upgrade(RFC_KEY, "binary", (offer,))
+    try:
+        expected = _h11_reference(upgrade, [], [BoundedDeflate(1 << 20)])
+    except Exception:  # h11's LocalProtocolError, or wsproto's ASCII decoding
+        with pytest.raises(HandshakeError) as info:
+            handshake.accept(upgrade, [], [BoundedDeflate(1 << 20)])
+        assert info.value.reason == "Invalid Sec-WebSocket-Key header"
+    else:
+        assert handshake.accept(upgrade, [], [BoundedDeflate(1 << 20)])[1] == expected
+    assert handshake.accept(upgrade, [])[1] == _h11_reference(upgrade, [], [])

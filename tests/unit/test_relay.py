@@ -17,7 +17,7 @@ from proxy.protocol.stream import ClientStream
 from proxy.transport.closerequest import CloseRequest
 from proxy.transport.closing import close_session
 from proxy.transport.relay import Limits, Relay
-from proxy.transport.sockio import StopSignal
+from proxy.transport.sockio import SMALL_READ, StopSignal, next_read_size
 from tests.conftest import TIMEOUT
 from tests.support.waiting import wait_for
 from tests.support.wspair import open_pair, raw_frame
@@ -254,3 +254,38 @@ def test_a_protocol_error_closes_1002_then_half_closes_the_client() -> None:
         assert r.client_app.recv(10) == b""  # our FIN, without waiting for the client's Close
         assert time.monotonic() - started < TIMEOUT / 2
     assert r.result[0].code == 1002
+
+
+def test_reads_are_small_after_small_ones_and_full_after_large_ones() -> None:
+    """Issue #19: a 256 KiB recv() buffer is mapped and unmapped by glibc on every read,
+    so a session of small messages reads 16 KiB at a time; a stream reads in full."""
+    assert next_read_size(0, 256 * 1024) == SMALL_READ == 16 * 1024
+    assert next_read_size(SMALL_READ - 1, 256 * 1024) == SMALL_READ
+    assert next_read_size(SMALL_READ, 256 * 1024) == 256 * 1024
+    assert next_read_size(256 * 1024, 256 * 1024) == 256 * 1024
+    assert next_read_size(0, 4096) == next_read_size(8192, 4096) == 4096  # never above full
+
+
+def test_large_data_after_small_reads_arrives_whole_both_ways() -> None:
+    big = bytes(range(256)) * 4096  # 1 MiB
+    with rig() as r:
+        r.send(r.client.send(Message(data=b"hi")))
+        assert r.target_read(2) == b"hi"
+        r.target_app.sendall(b"ok")
+        assert [e.data for e in r.events(BytesMessage) if isinstance(e, BytesMessage)] == [b"ok"]
+        sender = threading.Thread(target=r.send, args=(r.client.send(Message(data=big)),))
+        sender.start()
+        try:
+            assert r.target_read(len(big)) == big
+        finally:
+            sender.join(TIMEOUT)
+        writer = threading.Thread(target=r.target_app.sendall, args=(big,))
+        writer.start()
+        got = bytearray()
+        try:
+            while len(got) < len(big):
+                got += b"".join(e.data for e in r.events(BytesMessage)
+                                if isinstance(e, BytesMessage))
+        finally:
+            writer.join(TIMEOUT)
+        assert bytes(got) == big
