@@ -92,6 +92,11 @@ def header_type(value: str) -> tuple[str, str]:
         raise argparse.ArgumentTypeError(f"expected 'Name: value', got {value!r}")
     if any(c in text for c in "\r\n\0"):
         raise argparse.ArgumentTypeError(f"header value contains a line break: {value!r}")
+    # RFC 9110 field-value: visible characters, Latin-1 (obs-text), spaces and tabs. Any
+    # other control character used to pass here and fail every 101 with a traceback.
+    if any((ord(c) < 0x20 and c != "\t") or ord(c) == 0x7F or ord(c) > 0xFF for c in text):
+        raise argparse.ArgumentTypeError(
+            f"header value contains a control or non-Latin-1 character: {value!r}")
     return name, text
 
 

@@ -271,6 +271,8 @@ def test_operation_options_reach_settings(tmp_path: Path, monkeypatch: pytest.Mo
 @pytest.mark.parametrize("args", [
     ["--response-header", "Bad Name: x"],
     ["--response-header", "novalue"],
+    ["--response-header", "X-A: a\x0bb"],  # once accepted, then every 101 failed
+    ["--response-header", "X-A: \u2603"],  # not Latin-1
     ["--metrics-path", "metrics"],
     ["--drain-timeout", "-1"],
     ["--log-format", "xml"],
