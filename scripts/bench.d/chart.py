@@ -102,6 +102,8 @@ def from_rst(text: str) -> tuple[list[str], Figures, str]:
             break
         cells = _cells(line)
         label = re.sub(r" \([^)]*\)$", "", cells[0])  # drop the unit
+        if label not in TABLE_ROWS:  # a row the chart has no panel for (load, CPU)
+            continue
         figures[TABLE_ROWS[label]] = {p: _number(c) for p, c in zip(peers, cells[1:])
                                       if c.strip() not in ("", "—")}
     idle = next(i for i, line in enumerate(lines) if _cells(line)[:2] == ["peer", "asked"])
