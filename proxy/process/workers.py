@@ -46,6 +46,8 @@ KILL_AFTER = 5.0  # seconds
 _HANDLED = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
 #: The signal the parent stops workers with (see the module docstring).
 WORKER_STOP = signal.SIGUSR2
+#: Blocked across fork(): the parent's signals, and the worker's stop until it is held.
+_FORK_MASK = (*_HANDLED, WORKER_STOP)
 #: Linux prctl option: the signal a process gets when its parent dies.
 PR_SET_PDEATHSIG = 1
 
@@ -94,11 +96,11 @@ class Supervisor:
         _flush_logs()  # nothing buffered may be written twice
         # Blocked across fork: the child must not run the parent's handlers (which would
         # signal its siblings) before it has its own.
-        signal.pthread_sigmask(signal.SIG_BLOCK, _HANDLED)
+        signal.pthread_sigmask(signal.SIG_BLOCK, _FORK_MASK)
         try:
             pid = os.fork()
         except BaseException:
-            signal.pthread_sigmask(signal.SIG_UNBLOCK, _HANDLED)
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, _FORK_MASK)
             raise
         if pid == 0:  # the worker: never returns into the parent's code
             status = 1
@@ -110,7 +112,7 @@ class Supervisor:
                 # them): a reload or stop forwarded to a worker still starting must neither
                 # end it by default action nor be lost (#16).
                 startsignals.hold([signal.SIGHUP, WORKER_STOP])
-                signal.pthread_sigmask(signal.SIG_UNBLOCK, _HANDLED)
+                signal.pthread_sigmask(signal.SIG_UNBLOCK, _FORK_MASK)
                 _die_with_parent(parent)
                 status = self.work(index)
             except BaseException:  # the worker must end here, whatever happened
@@ -120,7 +122,7 @@ class Supervisor:
                 os._exit(status)
         self.children[pid] = index
         self.started[index] = time.monotonic()
-        signal.pthread_sigmask(signal.SIG_UNBLOCK, _HANDLED)
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, _FORK_MASK)
 
     def _forward(self, signum: int) -> None:
         for pid in list(self.children):
