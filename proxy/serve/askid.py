@@ -14,6 +14,7 @@ import time
 from proxy.errors import TargetError
 from proxy.protocol.repeaterid import BLOCK_SIZE, BadRepeaterId, parse_block
 from proxy.protocol.stream import ClientStream
+from proxy.transport.sockio import recv_within
 
 #: What UltraVNC's repeater sends a viewer first: "tell me your ID".
 ASK = b"RFB 000.000\n"
@@ -61,10 +62,6 @@ def _read_block(client: socket.socket, stream: ClientStream, data: bytes | None,
             return got
         if stream.close_info is not None or stream.failed:
             raise ConnectionResetError("the client closed before sending its ID")
-        left = deadline - time.monotonic()
-        if left <= 0:
-            raise TimeoutError("no ID block in time")
-        client.settimeout(left)
-        data = client.recv(65536)
+        data = recv_within(client, 65536, deadline)
         if not data:
             raise ConnectionResetError("the client closed before sending its ID")

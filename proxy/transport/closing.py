@@ -12,6 +12,7 @@ import time
 from proxy.protocol.closes import CloseCode
 from proxy.protocol.stream import ClientStream
 from proxy.settings import Limits
+from proxy.transport.sockio import recv_within
 
 
 def close_session(
@@ -29,10 +30,6 @@ def close_session(
         client.settimeout(limits.close_timeout)
         client.sendall(data)
         while not stream.finished:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                return
-            client.settimeout(remaining)
-            stream.receive(client.recv(limits.recv_size) or None)
-    except OSError:
+            stream.receive(recv_within(client, limits.recv_size, deadline) or None)
+    except OSError:  # TimeoutError included: the deadline passed
         return

@@ -13,7 +13,7 @@ import socket
 import time
 
 from proxy.errors import RequestHeadTooLarge, RequestTimeout
-from proxy.transport.sockio import recv_ready, send_ready
+from proxy.transport.sockio import recv_within, send_ready
 
 _CHUNK = 64 * 1024  # bytes per recv()
 #: http.server's limit on one request or header line (``http.server._MAXLINE``).
@@ -94,14 +94,8 @@ class RequestReader:
 
     def _fill(self) -> bool:
         """One recv() within the deadline; False at EOF or on a socket error."""
-        remaining = self._deadline - time.monotonic()
-        if remaining <= 0:
-            raise RequestTimeout("request not received within the deadline")
         try:
-            data = recv_ready(self._sock, _CHUNK)  # issue #19: no poll() if it is there
-            if data is None:
-                self._sock.settimeout(remaining)
-                data = self._sock.recv(_CHUNK)
+            data = recv_within(self._sock, _CHUNK, self._deadline)
         except TimeoutError as exc:
             raise RequestTimeout("request not received within the deadline") from exc
         except OSError:

@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from proxy.protocol.repeaterid import BLOCK_SIZE, BadRepeaterId, parse_block
 from proxy.transport import parking
 from proxy.transport.parking import ParkingLot
-from proxy.transport.sockio import shut_and_close
+from proxy.transport.sockio import recv_within, shut_and_close
 from proxy.transport.targets import tune_tcp
 
 log = logging.getLogger("proxy.repeater")
@@ -55,13 +55,9 @@ def read_block(sock: socket.socket, deadline: float) -> bytes:
     """Up to ``BLOCK_SIZE`` bytes, read until the block is complete, EOF or the deadline."""
     block = b""
     while len(block) < BLOCK_SIZE:
-        left = deadline - time.monotonic()
-        if left <= 0:
-            break
-        sock.settimeout(left)
         try:
-            data = sock.recv(BLOCK_SIZE - len(block))
-        except socket.timeout:
+            data = recv_within(sock, BLOCK_SIZE - len(block), deadline)
+        except TimeoutError:
             break
         if not data:
             break

@@ -11,6 +11,7 @@ import select
 import socket
 import ssl
 import threading
+import time
 from collections import deque
 from itertools import islice
 from typing import Iterable, Protocol
@@ -124,6 +125,25 @@ def recv_ready(sock: socket.socket, size: int, flags: int = 0) -> bytes | None:
         return sock.recv(size, flags | socket.MSG_DONTWAIT)
     except BlockingIOError:
         return None
+
+
+def recv_within(sock: socket.socket, size: int, deadline: float) -> bytes:
+    """One recv() of up to ``size`` bytes that returns by ``deadline`` (a
+    ``time.monotonic()`` value); b"" at EOF. Without a wait when the bytes are there
+    (``recv_ready``), else in timeout mode for the time left.
+
+    Raises:
+        TimeoutError: the deadline passed, before the call or while it waited.
+        OSError: the socket failed.
+    """
+    left = deadline - time.monotonic()
+    if left <= 0:
+        raise TimeoutError("deadline passed")
+    data = recv_ready(sock, size)
+    if data is None:
+        sock.settimeout(left)
+        data = sock.recv(size)
+    return data
 
 
 def send_ready(sock: socket.socket, data: bytes) -> int:

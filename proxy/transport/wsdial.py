@@ -15,6 +15,7 @@ from wsproto import WSConnection
 
 from proxy.errors import TargetError
 from proxy.protocol.clienthandshake import Endpoint, HandshakeRefused, answer, request
+from proxy.transport.sockio import recv_within
 from proxy.transport.targets import open_target
 
 __all__ = ["MAX_HEAD", "client_context", "open_websocket"]
@@ -76,11 +77,10 @@ def _read_head(sock: socket.socket, deadline: float) -> tuple[bytes, bytes]:
             return buf[:end + 4], buf[end + 4:]
         if len(buf) > MAX_HEAD:
             raise HandshakeRefused(0, f"response head over {MAX_HEAD} bytes")
-        left = deadline - time.monotonic()
-        if left <= 0:
-            raise TargetError("timed out waiting for the handshake response")
-        sock.settimeout(left)
-        chunk = sock.recv(16384)
+        try:
+            chunk = recv_within(sock, 16384, deadline)
+        except TimeoutError as exc:
+            raise TargetError("timed out waiting for the handshake response") from exc
         if not chunk:
             raise HandshakeRefused(0, "connection closed before the handshake response")
         buf += chunk

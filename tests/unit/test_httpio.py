@@ -16,7 +16,7 @@ import pytest
 from proxy.errors import RequestTimeout
 from proxy.transport import tls
 from proxy.transport.httpio import RequestReader, SocketWriter
-from proxy.transport.sockio import recv_ready, send_ready
+from proxy.transport.sockio import recv_ready, recv_within, send_ready
 from tests.conftest import TIMEOUT
 
 REQUEST = b"GET / HTTP/1.1\r\nHost: h\r\n\r\n\x82\x00"
@@ -105,3 +105,20 @@ def test_a_write_the_socket_cannot_take_at_once_is_finished_in_timeout_mode() ->
         finally:
             reader.join(TIMEOUT)
         assert bytes(got) == data
+
+
+def test_recv_within_reads_what_is_there_waits_for_the_rest_and_keeps_the_deadline() -> None:
+    a, b = socket.socketpair()
+    with a, b:
+        b.sendall(b"ID:")
+        assert recv_within(a, 10, time.monotonic() + TIMEOUT) == b"ID:"
+        threading.Timer(0.05, b.sendall, (b"42",)).start()
+        assert recv_within(a, 10, time.monotonic() + TIMEOUT) == b"42"
+        with pytest.raises(TimeoutError):
+            recv_within(a, 10, time.monotonic() - 1)  # passed already: no call at all
+        started = time.monotonic()
+        with pytest.raises(TimeoutError):
+            recv_within(a, 10, started + 0.1)  # passes while waiting
+        assert 0.05 < time.monotonic() - started < TIMEOUT
+        b.close()
+        assert recv_within(a, 10, time.monotonic() + TIMEOUT) == b""  # EOF
