@@ -7,15 +7,15 @@ from __future__ import annotations
 
 import hashlib
 import socket
-import threading
 from pathlib import Path
 
 import pytest
 
 from tests.conftest import TIMEOUT
 from tests.integration.conftest import StartProxy
-from tests.integration.test_client import (SIZE, DuplexBackend, payload, read_digest,
-                                           recv_exactly, start_client)
+from tests.integration.test_client import (SIZE, DuplexBackend, assert_target_read_payload,
+                                           payload, push_and_read, recv_exactly,
+                                           start_client)
 from tests.support.backends import ScriptedBackend
 
 pytestmark = pytest.mark.integration
@@ -34,12 +34,8 @@ def test_64_mib_each_way_through_websockify_0_13_arrive_byte_exact(
         proxy = start_proxy(backend.port, command=[str(WEBSOCKIFY)])
         with start_client(tmp_path, f"ws://127.0.0.1:{proxy.port}/") as client:
             with socket.create_connection(("127.0.0.1", client.port), timeout=4 * TIMEOUT) as tcp:
-                sender = threading.Thread(target=tcp.sendall, args=(payload(1),), daemon=True)
-                sender.start()
-                got = read_digest(tcp, SIZE)
-                sender.join(4 * TIMEOUT)
-            assert backend.wait_connections(2)[1].closed.wait(4 * TIMEOUT)
-            assert backend.received[-1] == (SIZE, hashlib.sha256(payload(1)).hexdigest())
+                got = push_and_read(tcp)
+            assert_target_read_payload(backend, 4 * TIMEOUT)
             assert got == (SIZE, hashlib.sha256(payload(2)).hexdigest())
         assert "Traceback" not in client.stderr(), client.stderr()
 
