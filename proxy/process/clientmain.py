@@ -21,7 +21,6 @@ import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from types import FrameType
 
 from proxy.errors import TargetError
 from proxy.observe import logsetup
@@ -30,7 +29,7 @@ from proxy.protocol.clienthandshake import (DEFAULT_SUBPROTOCOL, Endpoint, Hands
                                             parse_url, request)
 from proxy.protocol.clientrole import ServerPeerStream
 from proxy.protocol.closes import NORMAL
-from proxy.process.reload import NOTHING_TO_RELOAD, RELOADED
+from proxy.process.reload import NOTHING_TO_RELOAD, RELOADED, in_thread
 from proxy.settings import LogSettings
 from proxy.transport.relay import Relay
 from proxy.transport.stdio import StdioPump
@@ -202,12 +201,6 @@ def _reopen_logs() -> None:
         log.info("%s", NOTHING_TO_RELOAD)
 
 
-def _on_sighup(signum: int, frame: FrameType | None) -> None:
-    # In a thread, as the server does (proxy.process.reload): the signal may interrupt a
-    # logging call that holds the file handler's lock.
-    threading.Thread(target=_reopen_logs, name="reload", daemon=True).start()
-
-
 def _setup_logging(args: argparse.Namespace) -> None:
     """The server's logging (issue #20 §2): stderr always, ``--log-file`` added (created
     0640, followed when moved), ``-v`` for DEBUG, ``--log-format json``. Raises OSError."""
@@ -216,7 +209,7 @@ def _setup_logging(args: argparse.Namespace) -> None:
     # SIGHUP reopens the log file (logrotate), except in a terminal, where a hangup means
     # the terminal went away and the process ends, as the server's (#16 Operations 2 §1).
     if not os.isatty(2):
-        signal.signal(signal.SIGHUP, _on_sighup)
+        signal.signal(signal.SIGHUP, in_thread(_reopen_logs))  # as the server's
 
 
 def main(argv: Sequence[str] | None = None) -> int:

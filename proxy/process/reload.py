@@ -85,13 +85,18 @@ def reload_parent() -> None:
     sdnotify.notify("READY=1")
 
 
-def sighup_handler(server: ProxyServer) -> Callable[[int, FrameType | None], None]:
-    """SIGHUP: reload everything together (``reload``) in a short thread.
+def in_thread(work: Callable[[], None]) -> Callable[[int, FrameType | None], None]:
+    """A SIGHUP handler that runs ``work`` in a short thread.
 
     Not in the signal handler itself: it interrupts the main thread anywhere, possibly
     inside a logging call holding a handler's lock, and swapping a log file's stream under
     it would make that write fail; a thread waits for the lock like any other logger.
     """
     def on_sighup(signum: int, frame: FrameType | None) -> None:
-        threading.Thread(target=reload, args=(server,), name="reload", daemon=True).start()
+        threading.Thread(target=work, name="reload", daemon=True).start()
     return on_sighup
+
+
+def sighup_handler(server: ProxyServer) -> Callable[[int, FrameType | None], None]:
+    """SIGHUP: reload everything together (``reload``), in a short thread."""
+    return in_thread(lambda: reload(server))
